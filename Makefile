@@ -1,0 +1,28 @@
+PYTHON ?= python3
+
+.PHONY: install test test-unit lint bench proto image
+
+install:
+	$(PYTHON) -m pip install -e '.[test]'
+
+test:
+	$(PYTHON) -m pytest -q tests
+
+test-unit:
+	$(PYTHON) -m pytest -q tests/unit
+
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+bench:
+	$(PYTHON) bench/lifecycle.py
+
+# No .proto files yet: the gRPC API arrives with pycontainerd.
+proto:
+	@if [ -n "$$(find proto -name '*.proto' 2>/dev/null)" ]; then \
+	  $(PYTHON) -m grpc_tools.protoc -I proto --python_out=. --pyi_out=. --grpc_python_out=. $$(find proto -name '*.proto'); \
+	else echo "no protos yet"; fi
+
+image:
+	$(PYTHON) -m mkimage bundle /tmp/busybox-bundle
