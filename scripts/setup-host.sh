@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the project needs on a Debian 12 host (run as root): the system packages
+# listed in .ci/apt-packages.txt and this Python package with its test extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pkgs=$(grep -v '^#' .ci/apt-packages.txt | grep -v '^$' | tr '\n' ' ')
+missing=""
+for p in $pkgs; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=" $p"
+done
+if [ -n "$missing" ]; then
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+
+# crun 1.8 refuses a hybrid cgroup layout while a controller (hugetlb on these hosts) is
+# still bound to the v2 mount. Give such a controller its own v1 hierarchy, as a v1 host has.
+if [ -f /sys/fs/cgroup/unified/cgroup.controllers ]; then
+  for c in $(cat /sys/fs/cgroup/unified/cgroup.controllers); do
+    if [ ! -d "/sys/fs/cgroup/$c" ] || ! mountpoint -q "/sys/fs/cgroup/$c"; then
+      mkdir -p "/sys/fs/cgroup/$c"
+      mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c" || echo "could not move $c to v1"
+    fi
+  done
+fi
