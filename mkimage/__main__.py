@@ -1,0 +1,3 @@
+from mkimage.cli import main
+
+raise SystemExit(main())
