@@ -514,7 +514,7 @@ def _build(lib: _Lib, profile: CompiledProfile) -> ctypes.c_void_p:
             if nr == _NR_SCMP_ERROR:
                 continue
             count = len(rule.args)
-            array = (lib.ArgCmp * max(count, 1))(*(lib.ArgCmp(*a) for a in rule.args))
+            array = (lib.ArgCmp * count)(*(lib.ArgCmp(*a) for a in rule.args)) if count else None
             rc = lib.rule_add_array(ctx, rule.action, nr, count, array)
             if rc < 0:
                 raise SeccompError(
