@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from mkimage.atomic import atomic_directory
@@ -36,4 +37,4 @@ def build_bundle(
         write_tree(rootfs_nodes(bb), rootfs)
         rootfs.chmod(0o755)
         (tmp / "config.json").write_text(json.dumps(spec, indent=2) + "\n")
-    return Path(dest).absolute()
+    return Path(os.path.abspath(dest))

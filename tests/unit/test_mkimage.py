@@ -409,6 +409,17 @@ def test_bundle_rootfs_runs_without_a_runtime(tmp_path):
     assert out.stdout == "ok\n"
 
 
+def test_bundle_as_non_root_skips_ownership(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(tree_module.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(tree_module.os, "chown", refuse)
+    monkeypatch.setattr(tree_module.os, "lchown", refuse)
+    rootfs = build_bundle(tmp_path / "b") / "rootfs"
+    assert (rootfs / "tmp").stat().st_mode & 0o7777 == 0o1777
+
+
 def test_bundle_and_layer_hold_the_same_tree(tmp_path, layer_members):
     rootfs = build_bundle(tmp_path / "b") / "rootfs"
     on_disk = {str(p.relative_to(rootfs)) for p in rootfs.rglob("*")}
