@@ -41,7 +41,10 @@ def atomic_directory(dest: Path | str, *, replace: bool = False) -> Iterator[Pat
             raise MkimageError(f"{path} already exists and is not an empty directory")
         if not path.is_dir() or path.is_symlink():
             raise MkimageError(f"{path} exists and is not a directory")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    except OSError as e:
+        raise MkimageError(f"cannot create {path}: {e.strerror}") from None
     old: Path | None = None
     try:
         yield tmp
@@ -68,7 +71,11 @@ def atomic_file(dest: Path | str, mode: int = 0o644) -> Iterator[BinaryIO]:
     path = _destination(dest)
     if path.is_dir():
         raise MkimageError(f"{path} is a directory")
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        # The temporary name means nothing to the user: report the file they asked for.
+        raise MkimageError(f"cannot write {path}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             yield f

@@ -570,6 +570,8 @@ def test_cli_docker_archive(tmp_path):
         (["docker-archive", "{t}/a.tar", "--tag", "x@sha256:00"], ["invalid tag"], 1),
         (["docker-archive", "{t}/no/such/dir/a.tar"], ["no such directory"], 1),
         (["docker-archive", "{t}"], ["is a directory"], 1),
+        (["docker-archive", "/proc/pymkimage.tar"], ["cannot write /proc/pymkimage.tar"], 1),
+        (["bundle", "/proc/pymkimage-bundle"], ["cannot create /proc/pymkimage-bundle"], 1),
         (["bundle", "{t}/b", "--args"], ["--args needs"], 2),
         (["oci-layout"], ["either DIR or --tar"], 2),
         (["oci-layout", "{t}/l", "--tar", "{t}/l.tar"], ["either DIR or --tar"], 2),
