@@ -1,0 +1,292 @@
+"""File access and text parsing shared by the v1 and v2 implementations.
+
+Cgroup files are written with ``O_WRONLY | O_TRUNC`` and never created: on cgroupfs the
+kernel makes them, so a missing file means the controller is absent or not enabled, and the
+fake trees of the unit tests behave the same way. Each write(2) carries one value or rule,
+because the kernel parses one rule per write.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+#: How Go's runc reports an unlimited value read back as "max" (math.MaxUint64).
+MAX_UINT64 = 2**64 - 1
+
+Writer = Callable[[Path, str], None]
+
+
+class CgroupError(Exception):
+    """A cgroup operation failed; the message is one line and names the file involved."""
+
+    def __init__(self, message: str, *, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+def write_value(path: Path, value: str) -> None:
+    """One write(2) of `value` to an existing file; raises the raw OSError."""
+    fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def describe_write_error(path: Path, value: str, exc: OSError) -> CgroupError:
+    if exc.errno == errno.ENOENT:
+        hint = "no such file (controller not mounted or enabled, or not supported by the kernel)"
+    else:
+        hint = exc.strerror or str(exc)
+    return CgroupError(f"cannot write {value!r} to {path}: {hint}", errno=exc.errno)
+
+
+def write_all(
+    writes: Sequence[tuple[Path, str]],
+    *,
+    retry_einval: bool = True,
+    writer: Writer = write_value,
+) -> None:
+    """Write in order; with `retry_einval`, writes the kernel refused with EINVAL are retried
+    after the others, for as long as a pass makes progress.
+
+    Pairs of limits are checked against each other by the kernel (memory.memsw.limit_in_bytes
+    must stay >= memory.limit_in_bytes; cfs quota against period, rt runtime against period),
+    so which one must go first depends on whether a limit is raised or lowered. Retrying the
+    refused ones after their sibling has changed finds the working order without having to
+    read the current values first.
+    """
+    pending = list(writes)
+    while pending:
+        refused: list[tuple[Path, str, OSError]] = []
+        for path, value in pending:
+            try:
+                writer(path, value)
+            except OSError as exc:
+                if retry_einval and exc.errno == errno.EINVAL:
+                    refused.append((path, value, exc))
+                    continue
+                raise describe_write_error(path, value, exc) from exc
+        if not refused:
+            return
+        if len(refused) == len(pending):
+            path, value, exc = refused[0]
+            raise describe_write_error(path, value, exc) from exc
+        pending = [(path, value) for path, value, _ in refused]
+
+
+def split_lines(path: Path, value: str) -> list[tuple[Path, str]]:
+    """A multi-line value becomes one write per line (per-device rules)."""
+    return [(path, line) for line in value.split("\n") if line]
+
+
+def read_text(path: Path) -> str:
+    return path.read_text().strip()
+
+
+def read_optional(path: Path) -> str | None:
+    try:
+        return read_text(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def parse_int(text: str, *, max_value: int = MAX_UINT64) -> int:
+    """A cgroup number; "max" (v2's unlimited) becomes `max_value`."""
+    text = text.strip()
+    if text == "max":
+        return max_value
+    return int(text)
+
+
+def read_int(path: Path, default: int = 0, *, max_value: int = MAX_UINT64) -> int:
+    text = read_optional(path)
+    if text is None or text == "":
+        return default
+    try:
+        return parse_int(text, max_value=max_value)
+    except ValueError:
+        return default
+
+
+def parse_flat_keyed(text: str) -> dict[str, int]:
+    """ "key value" lines (memory.stat, cpu.stat, memory.events, memory.oom_control)."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) != 2:
+            continue
+        try:
+            out[parts[0]] = parse_int(parts[1])
+        except ValueError:
+            continue
+    return out
+
+
+def parse_nested_keyed(text: str) -> dict[str, dict[str, int]]:
+    """ "name key=value key=value" lines (v2 io.stat)."""
+    out: dict[str, dict[str, int]] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        entry: dict[str, int] = {}
+        for kv in parts[1:]:
+            key, sep, value = kv.partition("=")
+            if not sep:
+                continue
+            try:
+                entry[key] = parse_int(value)
+            except ValueError:
+                continue
+        out[parts[0]] = entry
+    return out
+
+
+def parse_blkio_v1(text: str) -> list[dict[str, int | str]]:
+    """v1 blkio "MAJ:MIN Op value" lines in runc's BlkioEntry shape; "Total N" is dropped."""
+    entries: list[dict[str, int | str]] = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            dev, op, value = parts
+        elif len(parts) == 2 and ":" in parts[0]:
+            # Counters without an operation (blkio.time, blkio.sectors).
+            dev, op, value = parts[0], "", parts[1]
+        else:
+            continue
+        major, sep, minor = dev.partition(":")
+        if not sep:
+            continue
+        try:
+            entries.append(
+                {"major": int(major), "minor": int(minor), "op": op, "value": int(value)}
+            )
+        except ValueError:
+            continue
+    return entries
+
+
+def parse_pids(text: str) -> list[int]:
+    return [int(line) for line in text.split() if line.strip()]
+
+
+def read_pids(cgroup_dir: Path) -> set[int]:
+    """The cgroup.procs of `cgroup_dir` and of every cgroup below it."""
+    found: set[int] = set()
+    for dirpath, _dirnames, _files in os.walk(cgroup_dir):
+        text = read_optional(Path(dirpath) / "cgroup.procs")
+        if text:
+            found.update(parse_pids(text))
+    return found
+
+
+def wait_for(
+    predicate: Callable[[], bool],
+    timeout: float,
+    *,
+    interval: float = 0.001,
+    max_interval: float = 0.05,
+    on_retry: Callable[[int], None] | None = None,
+) -> bool:
+    """Poll `predicate` with a growing interval until it holds or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    attempt = 0
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        attempt += 1
+        if on_retry is not None:
+            on_retry(attempt)
+        time.sleep(interval)
+        interval = min(interval * 2, max_interval)
+
+
+def cgroup_dirs_bottom_up(top: Path) -> list[Path]:
+    """`top` and every directory below it, children before their parents."""
+    if not top.is_dir():
+        return []
+    return [Path(dirpath) for dirpath, _dirs, _files in os.walk(top, topdown=False)]
+
+
+def remove_cgroup_dir(
+    path: Path,
+    *,
+    rmdir: Callable[[Path], None] = os.rmdir,
+    timeout: float = 2.0,
+) -> None:
+    """rmdir one cgroup, waiting out EBUSY.
+
+    A cgroup stays busy for a moment after its last process was killed, until the exit is
+    fully processed (zombies still count in v1); retrying briefly is what every runtime does.
+    A directory that is already gone is fine.
+    """
+    last: list[OSError] = []
+
+    def attempt() -> bool:
+        try:
+            rmdir(path)
+        except FileNotFoundError:
+            return True
+        except OSError as exc:
+            if exc.errno != errno.EBUSY:
+                raise
+            last[:] = [exc]
+            return False
+        return True
+
+    try:
+        if wait_for(attempt, timeout, interval=0.005, max_interval=0.1):
+            return
+    except OSError as exc:
+        raise CgroupError(f"cannot remove {path}: {exc.strerror or exc}", errno=exc.errno) from exc
+    raise CgroupError(
+        f"cannot remove {path}: still busy after {timeout:g}s (processes left in it?)",
+        errno=errno.EBUSY,
+    ) from (last[0] if last else None)
+
+
+def remove_cgroup_tree(
+    top: Path, *, rmdir: Callable[[Path], None] = os.rmdir, timeout: float = 2.0
+) -> None:
+    for d in cgroup_dirs_bottom_up(top):
+        remove_cgroup_dir(d, rmdir=rmdir, timeout=timeout)
+
+
+def unique(paths: Iterable[Path]) -> list[Path]:
+    """Distinct paths in first-seen order (v1 controllers that share a hierarchy share a dir)."""
+    return list(dict.fromkeys(paths))
+
+
+def cgroup_relpath(cgroups_path: str) -> Path:
+    """`linux.cgroupsPath` as a path relative to a hierarchy root.
+
+    Relative paths are taken relative to the hierarchy root as well (runc would resolve them
+    against its own cgroup, which is meaningless for a runtime that exits right away).
+    """
+    if not isinstance(cgroups_path, str) or "\0" in cgroups_path:
+        raise ValueError(f"invalid cgroupsPath {cgroups_path!r}")
+    parts = [p for p in cgroups_path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"cgroupsPath {cgroups_path!r} must not contain '..'")
+    if not parts:
+        # The hierarchy root itself: applying there and then destroying it would be a disaster.
+        raise ValueError(f"cgroupsPath {cgroups_path!r} names the cgroup root")
+    return Path(*parts)
+
+
+def retry_log(what: str) -> Callable[[int], None]:
+    def hook(attempt: int) -> None:
+        if attempt in (100, 1000):
+            log.debug("%s: still waiting after %d attempts", what, attempt)
+
+    return hook
