@@ -81,7 +81,7 @@ def parse_bytes(text: str) -> int:
     if t in ("-1",):
         return -1
     num = t.rstrip("kmgt")
-    unit = t[len(num):]
+    unit = t[len(num) :]
     try:
         return int(float(num) * _UNITS[unit])
     except (ValueError, KeyError):
@@ -96,8 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true")
     p.add_argument("--systemd-cgroup", action="store_true")
     p.add_argument("--rootless", default="auto")
-    p.add_argument("-v", "--version", action="version",
-                   version=f"pyrunc version {VERSION}\nspec: 1.2.0")
+    p.add_argument(
+        "-v", "--version", action="version", version=f"pyrunc version {VERSION}\nspec: 1.2.0"
+    )
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def cmd(name: str, help_: str) -> argparse.ArgumentParser:
@@ -327,13 +328,25 @@ def cmd_exec(args: argparse.Namespace) -> int:
     proc = _exec_process(args, rt)
     if args.detach:
         if proc.terminal and not args.console_socket:
-            raise ContainerError("cannot allocate tty if pyrunc will detach without setting "
-                                 "console socket")
-        rt.exec(args.id, proc, console_socket=args.console_socket, pid_file=args.pid_file,
-                preserve_fds=args.preserve_fds)
+            raise ContainerError(
+                "cannot allocate tty if pyrunc will detach without setting console socket"
+            )
+        rt.exec(
+            args.id,
+            proc,
+            console_socket=args.console_socket,
+            pid_file=args.pid_file,
+            preserve_fds=args.preserve_fds,
+        )
         return 0
-    return foreground.exec(rt, args.id, proc, console_socket=args.console_socket,
-                           pid_file=args.pid_file, preserve_fds=args.preserve_fds)
+    return foreground.exec(
+        rt,
+        args.id,
+        proc,
+        console_socket=args.console_socket,
+        pid_file=args.pid_file,
+        preserve_fds=args.preserve_fds,
+    )
 
 
 def cmd_ps(args: argparse.Namespace) -> int:
@@ -374,17 +387,19 @@ def cmd_list(args: argparse.Namespace) -> int:
         except ContainerError:
             continue
         status = rt.status(st)
-        rows.append({
-            "ociVersion": st.config.get("ociVersion", ""),
-            "id": st.id,
-            "pid": 0 if status.value == "stopped" else st.init_pid,
-            "status": status.value,
-            "bundle": st.bundle,
-            "rootfs": st.rootfs,
-            "created": st.created,
-            "annotations": st.annotations or None,
-            "owner": st.owner or "root",
-        })
+        rows.append(
+            {
+                "ociVersion": st.config.get("ociVersion", ""),
+                "id": st.id,
+                "pid": 0 if status.value == "stopped" else st.init_pid,
+                "status": status.value,
+                "bundle": st.bundle,
+                "rootfs": st.rootfs,
+                "created": st.created,
+                "annotations": st.annotations or None,
+                "owner": st.owner or "root",
+            }
+        )
     if args.quiet:
         for r in rows:
             print(r["id"])
@@ -392,8 +407,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(json.dumps(rows))
     else:
         table = [["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]]
-        table += [[r["id"], str(r["pid"]), r["status"], r["bundle"], r["created"], r["owner"]]
-                  for r in rows]
+        table += [
+            [r["id"], str(r["pid"]), r["status"], r["bundle"], r["created"], r["owner"]]
+            for r in rows
+        ]
         widths = [max(len(row[i]) for row in table) for i in range(6)]
         for row in table:
             print("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
@@ -423,10 +440,15 @@ def update_changes(args: argparse.Namespace) -> dict[str, Any]:
     if mem:
         changes["memory"] = mem
     cpu: dict[str, Any] = {}
-    for flag, key in (("cpu_quota", "quota"), ("cpu_period", "period"),
-                      ("cpu_shares", "shares"), ("cpu_rt_period", "realtimePeriod"),
-                      ("cpu_rt_runtime", "realtimeRuntime"), ("cpuset_cpus", "cpus"),
-                      ("cpuset_mems", "mems")):
+    for flag, key in (
+        ("cpu_quota", "quota"),
+        ("cpu_period", "period"),
+        ("cpu_shares", "shares"),
+        ("cpu_rt_period", "realtimePeriod"),
+        ("cpu_rt_runtime", "realtimeRuntime"),
+        ("cpuset_cpus", "cpus"),
+        ("cpuset_mems", "mems"),
+    ):
         v = getattr(args, flag)
         if v is not None:
             cpu[key] = v
@@ -518,24 +540,59 @@ def cmd_features(args: argparse.Namespace) -> int:
     features = {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
-        "hooks": ["prestart", "createRuntime", "createContainer", "startContainer",
-                  "poststart", "poststop"],
-        "mountOptions": sorted(set(_FLAG_OPTIONS) | {"private", "rprivate", "shared", "rshared",
-                                                      "slave", "rslave", "unbindable",
-                                                      "runbindable"}),
+        "hooks": [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop",
+        ],
+        "mountOptions": sorted(
+            set(_FLAG_OPTIONS)
+            | {
+                "private",
+                "rprivate",
+                "shared",
+                "rshared",
+                "slave",
+                "rslave",
+                "unbindable",
+                "runbindable",
+            }
+        ),
         "linux": {
             "namespaces": [n for n in F.NAMESPACES if n != "time"],
             "capabilities": sorted(F.CAPABILITIES, key=F.CAPABILITIES.__getitem__),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
             "seccomp": {
                 "enabled": True,
-                "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL",
-                            "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG",
-                            "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
-                "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE",
-                              "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
-                "archs": ["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32",
-                          "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+                "actions": [
+                    "SCMP_ACT_ALLOW",
+                    "SCMP_ACT_ERRNO",
+                    "SCMP_ACT_KILL",
+                    "SCMP_ACT_KILL_PROCESS",
+                    "SCMP_ACT_KILL_THREAD",
+                    "SCMP_ACT_LOG",
+                    "SCMP_ACT_TRACE",
+                    "SCMP_ACT_TRAP",
+                ],
+                "operators": [
+                    "SCMP_CMP_EQ",
+                    "SCMP_CMP_GE",
+                    "SCMP_CMP_GT",
+                    "SCMP_CMP_LE",
+                    "SCMP_CMP_LT",
+                    "SCMP_CMP_MASKED_EQ",
+                    "SCMP_CMP_NE",
+                ],
+                "archs": [
+                    "SCMP_ARCH_X86",
+                    "SCMP_ARCH_X86_64",
+                    "SCMP_ARCH_X32",
+                    "SCMP_ARCH_AARCH64",
+                    "SCMP_ARCH_ARM",
+                ],
             },
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},

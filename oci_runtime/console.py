@@ -37,8 +37,9 @@ def set_size(fd: int, rows: int, cols: int) -> None:
 
 
 def send_master(sock: socket.socket, master: int, name: str) -> None:
-    sock.sendmsg([name.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                    array.array("i", [master]))])
+    sock.sendmsg(
+        [name.encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [master]))]
+    )
 
 
 def recv_master(sock: socket.socket) -> int:

@@ -48,7 +48,7 @@ ALLOWED: dict[str, set[Status]] = {
 def now_rfc3339() -> str:
     t = time.time_ns()
     secs, ns = divmod(t, 1_000_000_000)
-    base = dt.datetime.fromtimestamp(secs, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    base = dt.datetime.fromtimestamp(secs, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{base}.{ns:09d}Z"
 
 
@@ -110,11 +110,13 @@ class Runtime:
         proc = spec.process
         assert proc is not None
         if proc.terminal and not opts.console_socket:
-            raise ContainerError("cannot allocate tty if pyrunc will detach without setting "
-                                 "console socket")
+            raise ContainerError(
+                "cannot allocate tty if pyrunc will detach without setting console socket"
+            )
         if not proc.terminal and opts.console_socket:
-            raise ContainerError("cannot use console socket if pyrunc will not detach or "
-                                 "allocate tty")
+            raise ContainerError(
+                "cannot use console socket if pyrunc will not detach or allocate tty"
+            )
         try:
             self.store.root.mkdir(parents=True, mode=0o711, exist_ok=True)
         except OSError as e:
@@ -208,8 +210,11 @@ class Runtime:
                     pass
             shutil.rmtree(cdir, ignore_errors=True)
             if isinstance(e, SpawnError | HookError | OSError | ValueError):
-                msg = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and \
-                    e.filename and e.strerror else str(e)
+                msg = (
+                    f"{e.strerror}: {e.filename}"
+                    if isinstance(e, OSError) and e.filename and e.strerror
+                    else str(e)
+                )
                 raise ContainerError(msg) from None
             raise
         finally:
@@ -268,9 +273,8 @@ class Runtime:
                 return
             raise
         status = self.status(st)
-        if status not in ALLOWED["delete"]:
-            if not force:
-                self._require("delete", st)
+        if status not in ALLOWED["delete"] and not force:
+            self._require("delete", st)
         m = self.manager(st) if st.cgroup_paths else None
         if status is not Status.STOPPED:
             if m is not None:
@@ -313,15 +317,23 @@ class Runtime:
 
     # -- exec -------------------------------------------------------------------------------
 
-    def exec(self, cid: str, proc: Process, *, console_socket: str | None,
-             pid_file: str | None, preserve_fds: int = 0) -> int:
+    def exec(
+        self,
+        cid: str,
+        proc: Process,
+        *,
+        console_socket: str | None,
+        pid_file: str | None,
+        preserve_fds: int = 0,
+    ) -> int:
         st = self.load(cid)
         self._require("exec", st)
         spec = self.spec_of(st)
         console_sock = None
         if proc.terminal and not console_socket:
-            raise ContainerError("cannot allocate tty if pyrunc will detach without setting "
-                                 "console socket")
+            raise ContainerError(
+                "cannot allocate tty if pyrunc will detach without setting console socket"
+            )
         if console_socket:
             from oci_runtime import console
 
@@ -335,8 +347,9 @@ class Runtime:
                 join=Join.for_exec(spec, st.init_pid),
                 spec=spec,
                 place=(lambda pid: m.apply(pid)) if m is not None else (lambda pid: None),
-                init_body=lambda chan, go: run_exec(self.sys, spec, proc, console_sock, chan,
-                                                    preserve_fds),
+                init_body=lambda chan, go: run_exec(
+                    self.sys, spec, proc, console_sock, chan, preserve_fds
+                ),
             )
         except SpawnError as e:
             raise ContainerError(str(e)) from None

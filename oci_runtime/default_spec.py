@@ -9,6 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 OCI_VERSION = "1.2.0"
+# What new config.json files declare: the newest version every runtime we sit beside
+# accepts (crun 1.8 refuses 1.2); pyrunc itself reads 1.0 to 1.2.
+CONFIG_VERSION = "1.1.0"
 
 DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 
@@ -86,7 +89,7 @@ def default_spec(
 ) -> dict[str, Any]:
     """A fresh default config; every call returns new, unshared lists and dicts."""
     return {
-        "ociVersion": OCI_VERSION,
+        "ociVersion": CONFIG_VERSION,
         "process": {
             "terminal": terminal,
             "user": {"uid": 0, "gid": 0},

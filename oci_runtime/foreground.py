@@ -22,11 +22,26 @@ from oci_runtime import console
 from oci_runtime.linux import flags as F
 from oci_runtime.linux.syscalls import libc
 
-FORWARDED = [s for s in signal.Signals
-             if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGWINCH,
-                          signal.SIGTTIN, signal.SIGTTOU, signal.SIGTSTP, signal.SIGCONT,
-                          signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL,
-                          signal.SIGURG)]
+FORWARDED = [
+    s
+    for s in signal.Signals
+    if s
+    not in (
+        signal.SIGKILL,
+        signal.SIGSTOP,
+        signal.SIGCHLD,
+        signal.SIGWINCH,
+        signal.SIGTTIN,
+        signal.SIGTTOU,
+        signal.SIGTSTP,
+        signal.SIGCONT,
+        signal.SIGSEGV,
+        signal.SIGBUS,
+        signal.SIGFPE,
+        signal.SIGILL,
+        signal.SIGURG,
+    )
+]
 
 
 def _status_code(status: int) -> int:
@@ -167,15 +182,23 @@ def run(rt: Any, cid: str, spec: Any, opts: Any, keep: bool) -> int:
         if not keep:
             try:
                 rt.delete(cid, force=True)
-            except Exception as e:  # noqa: BLE001 - the exit code matters more here
+            except Exception as e:
                 print(f"pyrunc: delete {cid}: {e}", file=sys.stderr)
     return code
 
 
-def exec(rt: Any, cid: str, proc: Any, *, console_socket: str | None, pid_file: str | None,
-         preserve_fds: int) -> int:
+def exec(
+    rt: Any,
+    cid: str,
+    proc: Any,
+    *,
+    console_socket: str | None,
+    pid_file: str | None,
+    preserve_fds: int,
+) -> int:
     def start(console_path: str | None) -> int:
-        return rt.exec(cid, proc, console_socket=console_path, pid_file=pid_file,
-                       preserve_fds=preserve_fds)
+        return rt.exec(
+            cid, proc, console_socket=console_path, pid_file=pid_file, preserve_fds=preserve_fds
+        )
 
     return _foreground(start, proc.terminal, console_socket)

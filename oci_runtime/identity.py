@@ -46,8 +46,7 @@ def finalize(sys: Syscalls, proc: Process) -> None:
     sys.prctl(F.PR_SET_KEEPCAPS, 0)
 
     if proc.capabilities is not None:
-        sys.capset(cap_mask(caps.effective), cap_mask(caps.permitted),
-                   cap_mask(caps.inheritable))
+        sys.capset(cap_mask(caps.effective), cap_mask(caps.permitted), cap_mask(caps.inheritable))
         sys.prctl(F.PR_CAP_AMBIENT, F.PR_CAP_AMBIENT_CLEAR_ALL)
         for name in caps.ambient:
             bit = F.CAPABILITIES[name]

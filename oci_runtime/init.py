@@ -105,11 +105,18 @@ def run_init(sys: Syscalls, cfg: InitConfig, chan: Channel, go: dict[str, Any]) 
     )
 
 
-def run_exec(sys: Syscalls, spec: Spec, proc: Any, console_sock: socket.socket | None,
-             chan: Channel, preserve_fds: int) -> None:
+def run_exec(
+    sys: Syscalls,
+    spec: Spec,
+    proc: Any,
+    console_sock: socket.socket | None,
+    chan: Channel,
+    preserve_fds: int,
+) -> None:
     """The process `pyrunc exec` starts: already inside the namespaces (stage 1 joined)."""
     if proc.terminal:
         os.setsid()
     setup_terminal(proc, console_sock)
-    exec_process(sys, proc, seccomp=spec.seccomp, chan=chan, wait_start=None,
-                 preserve_fds=preserve_fds)
+    exec_process(
+        sys, proc, seccomp=spec.seccomp, chan=chan, wait_start=None, preserve_fds=preserve_fds
+    )

@@ -105,8 +105,11 @@ def _child(body: Callable[[], None], chan: Channel) -> None:
     code = 0
     try:
         body()
-    except BaseException as e:  # noqa: BLE001 - every failure must reach the parent
-        msg = getattr(e, "strerror", None) and str(e) or str(e) or type(e).__name__
+    except BaseException as e:
+        if isinstance(e, OSError) and e.strerror:
+            msg = e.strerror + (f": {e.filename}" if e.filename else "")
+        else:
+            msg = str(e) or type(e).__name__
         if os.environ.get("PYRUNC_DEBUG"):
             msg += "\n" + traceback.format_exc()
         try:
@@ -243,8 +246,11 @@ def mark_fds_cloexec(first: int) -> None:
                     pass
 
 
-def setup_terminal(proc: Process, console_sock: socket.socket | None,
-                   bind_console: Callable[[str], None] | None = None) -> None:
+def setup_terminal(
+    proc: Process,
+    console_sock: socket.socket | None,
+    bind_console: Callable[[str], None] | None = None,
+) -> None:
     if not proc.terminal:
         return
     if console_sock is None:
@@ -272,8 +278,9 @@ def exec_process(
     try:
         os.chdir(proc.cwd)
     except FileNotFoundError:
-        raise SpawnError(f"chdir to cwd ({proc.cwd!r}) set in config.json failed: "
-                         "no such file or directory") from None
+        raise SpawnError(
+            f"chdir to cwd ({proc.cwd!r}) set in config.json failed: no such file or directory"
+        ) from None
     path = identity.lookup_path(proc.args[0], proc.env, proc.cwd)
     if path is None:
         raise SpawnError(f'exec: "{proc.args[0]}": executable file not found in $PATH')

@@ -152,8 +152,9 @@ def _locked_flags(path: str) -> int:
 
 
 class RootfsBuilder:
-    def __init__(self, sys: Syscalls, spec: Spec, cgroup_mounts: list[tuple[str, str]],
-                 userns: bool) -> None:
+    def __init__(
+        self, sys: Syscalls, spec: Spec, cgroup_mounts: list[tuple[str, str]], userns: bool
+    ) -> None:
         self.sys = sys
         self.spec = spec
         self.rootfs = str(spec.rootfs)
@@ -286,7 +287,6 @@ class RootfsBuilder:
             ("stdin", "/proc/self/fd/0"),
             ("stdout", "/proc/self/fd/1"),
             ("stderr", "/proc/self/fd/2"),
-            ("core", "/proc/kcore"),
         ):
             link = os.path.join(dev, name)
             if not os.path.lexists(link):
@@ -300,17 +300,26 @@ class RootfsBuilder:
     def _create_device(self, d: Device) -> None:
         path = secure_join(self.rootfs, d.path)
         os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-        if self.userns:
-            # mknod is refused in a user namespace: bind the host's node instead.
-            _mkfile(path)
+        if not self.userns:
+            kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[
+                d.type
+            ]
+            mode = d.file_mode if d.file_mode is not None else 0o666
+            if os.path.lexists(path):
+                os.unlink(path)
+            try:
+                os.mknod(path, kind | mode, os.makedev(d.major, d.minor))
+                os.chown(path, d.uid or 0, d.gid or 0)
+                return
+            except PermissionError:
+                pass
+        # mknod is refused in a user namespace, or without CAP_MKNOD (as in some sandboxes):
+        # bind the host's node instead.
+        _mkfile(path)
+        try:
             self.sys.mount(d.path, path, "bind", M.BIND, None)
-            return
-        kind = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}[d.type]
-        mode = d.file_mode if d.file_mode is not None else 0o666
-        if os.path.lexists(path):
-            os.unlink(path)
-        os.mknod(path, kind | mode, os.makedev(d.major, d.minor))
-        os.chown(path, d.uid or 0, d.gid or 0)
+        except OSError as e:
+            raise MountError(f"device {d.path}: {e.strerror}") from None
 
     def bind_console(self, slave_path: str) -> None:
         console = secure_join(self.rootfs, "/dev/console")
@@ -381,8 +390,8 @@ def _mountpoint_of(path: str) -> str:
 
 
 def _unescape(s: str) -> str:
-    return s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace(
-        "\\134", "\\"
+    return (
+        s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
     )
 
 

@@ -265,9 +265,9 @@ def parse(raw: Any, bundle: Path) -> Spec:
     userns = "user" in seen
     if (uid_maps or gid_maps) and not userns:
         raise SpecError("linux.uidMappings: mappings given without a user namespace")
-    if userns and not any(n.path for n in namespaces if n.type == "user"):
-        if not uid_maps or not gid_maps:
-            raise SpecError("linux.uidMappings: a new user namespace needs uid and gid mappings")
+    new_userns = userns and not any(n.path for n in namespaces if n.type == "user")
+    if new_userns and (not uid_maps or not gid_maps):
+        raise SpecError("linux.uidMappings: a new user namespace needs uid and gid mappings")
 
     devices = []
     for i, d in enumerate(linux.get("devices") or []):

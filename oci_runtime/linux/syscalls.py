@@ -29,8 +29,9 @@ class Syscalls(Protocol):
     ) -> None: ...
     def umount2(self, target: str, flags: int) -> None: ...
     def pivot_root(self, new_root: str, put_old: str) -> None: ...
-    def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0,
-              arg5: int = 0) -> int: ...
+    def prctl(
+        self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0
+    ) -> int: ...
     def capset(self, effective: int, permitted: int, inheritable: int) -> None: ...
 
 
@@ -105,8 +106,7 @@ class LibcSyscalls:
         )
         self._check(rc, f"pivot_root {new_root}")
 
-    def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0,
-              arg5: int = 0) -> int:
+    def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
         return self._check(self._libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl {option}")
 
     def capset(self, effective: int, permitted: int, inheritable: int) -> None:
