@@ -21,6 +21,7 @@ from oci_runtime.cgroups.resources import Resources
 from oci_runtime.hooks import HookError, run_hooks
 from oci_runtime.linux.syscalls import Syscalls
 from oci_runtime.process import Join, SpawnError, spawn
+from oci_runtime.rootfs import with_default_device_rules
 from oci_runtime.spec import Process, Spec, parse
 from oci_runtime.state import (
     FIFO,
@@ -137,7 +138,11 @@ class Runtime:
             os.mkfifo(fifo, 0o622)
             os.chmod(fifo, 0o622)
             manager = cgroups.new_manager(spec.cgroups_path or default_cgroups_path(cid))
-            resources = Resources.from_dict(spec.resources) if spec.resources else None
+            resources = (
+                Resources.from_dict(with_default_device_rules(spec.resources))
+                if spec.resources
+                else None
+            )
             if opts.console_socket:
                 from oci_runtime import console
 
@@ -309,7 +314,7 @@ class Runtime:
         self._require("update", st)
         linux = st.config.setdefault("linux", {})
         merged = _merge(linux.get("resources") or {}, changes)
-        res = Resources.from_dict(merged)
+        res = Resources.from_dict(with_default_device_rules(merged))
         if self.status(st) is not Status.STOPPED:
             self.manager(st).set(res)
         linux["resources"] = merged

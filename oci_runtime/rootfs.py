@@ -61,6 +61,32 @@ DEFAULT_DEVICES = (
 )
 
 
+# What the device cgroup always lets the container use, appended after the spec's own
+# linux.resources.devices rules (runc and crun do the same): any mknod, the default nodes
+# above, the pty master and slaves, and /dev/net/tun.
+DEFAULT_DEVICE_RULES: tuple[dict[str, object], ...] = (
+    {"allow": True, "type": "c", "access": "m"},
+    {"allow": True, "type": "b", "access": "m"},
+    *(
+        {"allow": True, "type": d.type, "major": d.major, "minor": d.minor, "access": "rwm"}
+        for d in DEFAULT_DEVICES
+    ),
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 136, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"},
+)
+
+
+def with_default_device_rules(resources: dict[str, object]) -> dict[str, object]:
+    """linux.resources with the default device rules appended when it has device rules;
+    without them a spec's deny-all (as `spec` writes) would make /dev/null unusable."""
+    rules = resources.get("devices")
+    if not rules:
+        return resources
+    assert isinstance(rules, list)
+    return {**resources, "devices": [*rules, *(dict(r) for r in DEFAULT_DEVICE_RULES)]}
+
+
 class MountError(Exception):
     pass
 
