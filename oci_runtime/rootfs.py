@@ -275,7 +275,8 @@ class RootfsBuilder:
                 if ro:
                     self._remount(dest, M.BIND | M.RDONLY | base)
             return
-        # v1: a tmpfs holding each hierarchy's view of this container's cgroup.
+        # v1: a tmpfs holding each hierarchy's view of this container's cgroup. The tmpfs
+        # itself stays read-write, as runc and crun leave it; "ro" applies to the binds.
         self.sys.mount("tmpfs", dest, "tmpfs", base, "mode=755")
         for name, host in self.cgroup_mounts:
             sub = os.path.join(dest, name)
@@ -287,8 +288,6 @@ class RootfsBuilder:
                     link = os.path.join(dest, alias)
                     if not os.path.lexists(link):
                         os.symlink(name, link)
-        if ro:
-            self._remount(dest, base | M.RDONLY)
 
     def setup_dev(self) -> None:
         """Device nodes and the /dev links, unless /dev is the host's bind mount."""
