@@ -22,16 +22,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mkimage.bundle import build_bundle  # noqa: E402
+from mkimage.bundle import build_bundle
 
 PR_SET_CHILD_SUBREAPER = 36
 STEPS = ("create", "start", "wait", "delete")
 
 
-def argv_for(name: str) -> list[str] | None:
+def argv_for(name: str, work: Path) -> list[str] | None:
     if name == "pyrunc":
-        exe = shutil.which("pyrunc")
-        return [exe] if exe else [sys.executable, "-m", "oci_runtime"]
+        # The launcher `make install` puts on PATH: -S, no .pth processing.
+        from oci_runtime.launcher import write_launcher
+
+        exe = str(work / "pyrunc")
+        write_launcher(exe)
+        return [exe]
     exe = shutil.which(name)
     return [exe] if exe else None
 
@@ -78,7 +82,7 @@ def main() -> int:
         cfg["linux"]["cgroupsPath"] = "/pybench/c"
         runtimes = {}
         for name in args.runtimes.split(","):
-            argv = argv_for(name)
+            argv = argv_for(name, work)
             if argv is None:
                 print(f"# {name}: not installed, skipped")
                 continue

@@ -6,18 +6,22 @@ light at the top: every container start runs this module several times.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
 import sys
-from pathlib import Path
-from typing import Any
 
+from oci_runtime.args import Command, Flag, UsageError, parse, usage
 from oci_runtime.state import ContainerError
+from oci_runtime.version import OCI_VERSION, VERSION
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import types
+    from typing import Any
+
 
 DEFAULT_ROOT = "/run/pyrunc"
-VERSION = "0.1.0"
 
 
 class Logger:
@@ -88,123 +92,147 @@ def parse_bytes(text: str) -> int:
         raise ContainerError(f"invalid size {text!r}") from None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pyrunc", description="a runc-compatible OCI runtime")
-    p.add_argument("--root", default=DEFAULT_ROOT)
-    p.add_argument("--log", default=None)
-    p.add_argument("--log-format", default="text", choices=["text", "json"])
-    p.add_argument("--debug", action="store_true")
-    p.add_argument("--systemd-cgroup", action="store_true")
-    p.add_argument("--rootless", default="auto")
-    p.add_argument(
-        "-v", "--version", action="version", version=f"pyrunc version {VERSION}\nspec: 1.2.0"
+def _int(v: str) -> int:
+    return int(v)
+
+
+GLOBAL_FLAGS = (
+    Flag("--root", default=DEFAULT_ROOT, help="state directory"),
+    Flag("--log", help="log file (errors are also written to stderr)"),
+    Flag("--log-format", default="text", help="text or json"),
+    Flag("--debug", "bool", help="debug logging"),
+    Flag("--systemd-cgroup", "bool", help="accepted for compatibility; not supported"),
+    Flag("--rootless", default="auto", help="accepted for compatibility"),
+    Flag("--criu", help="accepted for compatibility"),
+    Flag("-v|--version", "bool", help="print the version"),
+)
+
+_CREATE_FLAGS = (
+    Flag("-b|--bundle", default=".", help="bundle directory"),
+    Flag("--pid-file", help="write the init pid here"),
+    Flag("--console-socket", help="unix socket that receives the pty master"),
+    Flag("--no-pivot", "bool", help="move the root instead of pivot_root"),
+    Flag("--no-new-keyring", "bool", help="accepted for compatibility"),
+    Flag("--preserve-fds", default=0, convert=_int, help="extra fds passed to the process"),
+)
+
+COMMAND_TABLE = {
+    c.name: c
+    for c in (
+        Command("create", "create a container", flags=_CREATE_FLAGS),
+        Command(
+            "run",
+            "create and run a container",
+            flags=(
+                *_CREATE_FLAGS,
+                Flag("-d|--detach", "bool", help="return once started"),
+                Flag("--keep", "bool", help="do not delete the container after it exits"),
+            ),
+        ),
+        Command("start", "start a created container"),
+        Command("state", "print the state of a container"),
+        Command(
+            "kill",
+            "send a signal to the container",
+            positionals=("id", "signal?"),
+            flags=(Flag("-a|--all", "bool", help="signal every process"),),
+        ),
+        Command(
+            "delete",
+            "delete a container",
+            flags=(Flag("-f|--force", "bool", help="kill it first if it runs"),),
+        ),
+        Command("pause", "freeze every process of the container"),
+        Command("resume", "thaw a paused container"),
+        Command(
+            "exec",
+            "run a process in a running container",
+            rest="args",
+            flags=(
+                Flag("-p|--process", help="process.json"),
+                Flag("-t|--tty", "bool", help="allocate a pty"),
+                Flag("--console-socket", help="unix socket that receives the pty master"),
+                Flag("-d|--detach", "bool", help="do not wait for the process"),
+                Flag("--pid-file", help="write the process pid here"),
+                Flag("-e|--env", "list", help="KEY=VALUE, repeatable"),
+                Flag("--cwd", help="working directory"),
+                Flag("-u|--user", help="UID[:GID]"),
+                Flag("-g|--additional-gids", "list", help="repeatable"),
+                Flag("-c|--cap", "list", help="add a capability, repeatable"),
+                Flag("--no-new-privs", "bool", help="set no_new_privs"),
+                Flag("--preserve-fds", default=0, convert=_int, help="extra fds"),
+                Flag("--apparmor", help="accepted for compatibility"),
+                Flag("--process-label", help="accepted for compatibility"),
+            ),
+        ),
+        Command(
+            "ps",
+            "processes running in a container",
+            rest="ps_args",
+            flags=(Flag("-f|--format", default="table", help="table or json"),),
+        ),
+        Command(
+            "list",
+            "list containers",
+            positionals=(),
+            flags=(
+                Flag("-f|--format", default="table", help="table or json"),
+                Flag("-q|--quiet", "bool", help="ids only"),
+            ),
+        ),
+        Command(
+            "update",
+            "update resource limits",
+            flags=(
+                Flag("-r|--resources", help="resources JSON file, - for stdin"),
+                Flag("--memory"),
+                Flag("--memory-reservation"),
+                Flag("--memory-swap"),
+                Flag("--kernel-memory"),
+                Flag("--kernel-memory-tcp"),
+                Flag("--cpu-quota", convert=_int),
+                Flag("--cpu-period", convert=_int),
+                Flag("--cpu-shares", convert=_int),
+                Flag("--cpu-rt-period", convert=_int),
+                Flag("--cpu-rt-runtime", convert=_int),
+                Flag("--cpuset-cpus"),
+                Flag("--cpuset-mems"),
+                Flag("--pids-limit", convert=_int),
+                Flag("--blkio-weight", convert=_int),
+            ),
+        ),
+        Command(
+            "events",
+            "stats and OOM events",
+            flags=(
+                Flag("--stats", "bool", help="print stats once and exit"),
+                Flag("--interval", default="5s", help="stats interval"),
+            ),
+        ),
+        Command(
+            "spec",
+            "write a default config.json",
+            positionals=(),
+            flags=(
+                Flag("-b|--bundle", default=".", help="where to write it"),
+                Flag("--rootless", "bool", help="a spec for a user namespace"),
+            ),
+        ),
+        Command("features", "what this runtime supports", positionals=()),
     )
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-
-    def cmd(name: str, help_: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_)
-
-    c = cmd("create", "create a container")
-    c.add_argument("id")
-    c.add_argument("-b", "--bundle", default=".")
-    c.add_argument("--pid-file")
-    c.add_argument("--console-socket")
-    c.add_argument("--no-pivot", action="store_true")
-    c.add_argument("--no-new-keyring", action="store_true")
-    c.add_argument("--preserve-fds", type=int, default=0)
-
-    r = cmd("run", "create and run a container")
-    r.add_argument("id")
-    r.add_argument("-b", "--bundle", default=".")
-    r.add_argument("--pid-file")
-    r.add_argument("--console-socket")
-    r.add_argument("--no-pivot", action="store_true")
-    r.add_argument("--no-new-keyring", action="store_true")
-    r.add_argument("--preserve-fds", type=int, default=0)
-    r.add_argument("-d", "--detach", action="store_true")
-    r.add_argument("--keep", action="store_true")
-
-    for name in ("start", "pause", "resume"):
-        cmd(name, f"{name} a container").add_argument("id")
-
-    s = cmd("state", "output the state of a container")
-    s.add_argument("id")
-
-    k = cmd("kill", "send a signal to the container's init")
-    k.add_argument("id")
-    k.add_argument("signal", nargs="?", default="SIGTERM")
-    k.add_argument("-a", "--all", action="store_true")
-
-    d = cmd("delete", "delete a container")
-    d.add_argument("id")
-    d.add_argument("-f", "--force", action="store_true")
-
-    e = cmd("exec", "run a process in a running container")
-    e.add_argument("id")
-    e.add_argument("args", nargs=argparse.REMAINDER)
-    e.add_argument("-p", "--process")
-    e.add_argument("-t", "--tty", action="store_true")
-    e.add_argument("--console-socket")
-    e.add_argument("-d", "--detach", action="store_true")
-    e.add_argument("--pid-file")
-    e.add_argument("-e", "--env", action="append", default=[])
-    e.add_argument("--cwd")
-    e.add_argument("-u", "--user")
-    e.add_argument("-g", "--additional-gids", action="append", default=[])
-    e.add_argument("-c", "--cap", action="append", default=[])
-    e.add_argument("--no-new-privs", action="store_true")
-    e.add_argument("--preserve-fds", type=int, default=0)
-
-    ps = cmd("ps", "processes running inside a container")
-    ps.add_argument("id")
-    ps.add_argument("-f", "--format", default="table", choices=["table", "json"])
-    ps.add_argument("ps_args", nargs=argparse.REMAINDER)
-
-    ls = cmd("list", "list containers")
-    ls.add_argument("-f", "--format", default="table", choices=["table", "json"])
-    ls.add_argument("-q", "--quiet", action="store_true")
-
-    u = cmd("update", "update a container's resource limits")
-    u.add_argument("id")
-    u.add_argument("-r", "--resources")
-    u.add_argument("--memory")
-    u.add_argument("--memory-reservation")
-    u.add_argument("--memory-swap")
-    u.add_argument("--kernel-memory")
-    u.add_argument("--cpu-quota", type=int)
-    u.add_argument("--cpu-period", type=int)
-    u.add_argument("--cpu-shares", type=int)
-    u.add_argument("--cpu-rt-period", type=int)
-    u.add_argument("--cpu-rt-runtime", type=int)
-    u.add_argument("--cpuset-cpus")
-    u.add_argument("--cpuset-mems")
-    u.add_argument("--pids-limit", type=int)
-    u.add_argument("--blkio-weight", type=int)
-
-    ev = cmd("events", "container events and statistics")
-    ev.add_argument("id")
-    ev.add_argument("--stats", action="store_true")
-    ev.add_argument("--interval", default="5s")
-
-    sp = cmd("spec", "write a new config.json")
-    sp.add_argument("-b", "--bundle", default=".")
-    sp.add_argument("--rootless", action="store_true")
-
-    cmd("features", "show what this runtime supports")
-    return p
+}
 
 
 # -- commands ---------------------------------------------------------------------------------
 
 
-def _runtime(args: argparse.Namespace) -> Any:
+def _runtime(args: types.SimpleNamespace) -> Any:
     from oci_runtime.container import Runtime
-    from oci_runtime.linux.syscalls import libc
 
-    return Runtime(args.root, libc())
+    return Runtime(args.root)
 
 
-def _create(args: argparse.Namespace, rt: Any) -> Any:
+def _create(args: types.SimpleNamespace, rt: Any) -> Any:
     from oci_runtime.container import CreateOptions
     from oci_runtime.spec import SpecError, load_bundle
 
@@ -222,14 +250,14 @@ def _create(args: argparse.Namespace, rt: Any) -> Any:
     return rt, spec, opts
 
 
-def cmd_create(args: argparse.Namespace) -> int:
+def cmd_create(args: types.SimpleNamespace) -> int:
     rt = _runtime(args)
     _, spec, opts = _create(args, rt)
     rt.create(args.id, spec, opts)
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: types.SimpleNamespace) -> int:
     from oci_runtime import foreground
 
     rt = _runtime(args)
@@ -241,24 +269,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return foreground.run(rt, args.id, spec, opts, keep=args.keep)
 
 
-def cmd_start(args: argparse.Namespace) -> int:
+def cmd_start(args: types.SimpleNamespace) -> int:
     _runtime(args).start(args.id)
     return 0
 
 
-def cmd_state(args: argparse.Namespace) -> int:
+def cmd_state(args: types.SimpleNamespace) -> int:
     rt = _runtime(args)
     st = rt.load(args.id)
     print(json.dumps(st.oci(rt.status(st)), indent=2))
     return 0
 
 
-def cmd_kill(args: argparse.Namespace) -> int:
-    _runtime(args).kill(args.id, parse_signal(args.signal), args.all)
+def cmd_kill(args: types.SimpleNamespace) -> int:
+    _runtime(args).kill(args.id, parse_signal(args.signal or "SIGTERM"), args.all)
     return 0
 
 
-def cmd_delete(args: argparse.Namespace) -> int:
+def cmd_delete(args: types.SimpleNamespace) -> int:
     rt = _runtime(args)
     try:
         rt.delete(args.id, args.force)
@@ -269,23 +297,24 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_pause(args: argparse.Namespace) -> int:
+def cmd_pause(args: types.SimpleNamespace) -> int:
     _runtime(args).pause(args.id)
     return 0
 
 
-def cmd_resume(args: argparse.Namespace) -> int:
+def cmd_resume(args: types.SimpleNamespace) -> int:
     _runtime(args).resume(args.id)
     return 0
 
 
-def _exec_process(args: argparse.Namespace, rt: Any) -> Any:
+def _exec_process(args: types.SimpleNamespace, rt: Any) -> Any:
     from oci_runtime.spec import SpecError, parse_process
 
     st = rt.load(args.id)
     if args.process:
         try:
-            raw = json.loads(Path(args.process).read_text())
+            with open(args.process) as f:
+                raw = json.load(f)
             return parse_process(raw, "process")
         except (OSError, ValueError) as e:
             raise ContainerError(f"--process {args.process}: {e}") from None
@@ -321,7 +350,7 @@ def _exec_process(args: argparse.Namespace, rt: Any) -> Any:
         raise ContainerError(str(e)) from None
 
 
-def cmd_exec(args: argparse.Namespace) -> int:
+def cmd_exec(args: types.SimpleNamespace) -> int:
     from oci_runtime import foreground
 
     rt = _runtime(args)
@@ -349,7 +378,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     )
 
 
-def cmd_ps(args: argparse.Namespace) -> int:
+def cmd_ps(args: types.SimpleNamespace) -> int:
     import subprocess
 
     rt = _runtime(args)
@@ -378,7 +407,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_list(args: argparse.Namespace) -> int:
+def cmd_list(args: types.SimpleNamespace) -> int:
     rt = _runtime(args)
     rows = []
     for cid in rt.store.ids():
@@ -417,10 +446,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def update_changes(args: argparse.Namespace) -> dict[str, Any]:
+def update_changes(args: types.SimpleNamespace) -> dict[str, Any]:
     if args.resources:
         try:
-            text = sys.stdin.read() if args.resources == "-" else Path(args.resources).read_text()
+            if args.resources == "-":
+                text = sys.stdin.read()
+            else:
+                with open(args.resources) as f:
+                    text = f.read()
             changes = json.loads(text)
         except (OSError, ValueError) as e:
             raise ContainerError(f"--resources {args.resources}: {e}") from None
@@ -463,7 +496,7 @@ def update_changes(args: argparse.Namespace) -> dict[str, Any]:
     return changes
 
 
-def cmd_update(args: argparse.Namespace) -> int:
+def cmd_update(args: types.SimpleNamespace) -> int:
     rt = _runtime(args)
     try:
         rt.update(args.id, update_changes(args))
@@ -483,7 +516,7 @@ def _interval(text: str) -> float:
         raise ContainerError(f"invalid interval {text!r}") from None
 
 
-def cmd_events(args: argparse.Namespace) -> int:
+def cmd_events(args: types.SimpleNamespace) -> int:
     import time
 
     rt = _runtime(args)
@@ -512,11 +545,11 @@ def cmd_events(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_spec(args: argparse.Namespace) -> int:
+def cmd_spec(args: types.SimpleNamespace) -> int:
     from oci_runtime.default_spec import default_spec
 
-    path = Path(args.bundle) / "config.json"
-    if path.exists():
+    path = os.path.join(args.bundle, "config.json")
+    if os.path.exists(path):
         raise ContainerError("File config.json exists. Remove it first.")
     spec = default_spec()
     if args.rootless:
@@ -526,13 +559,14 @@ def cmd_spec(args: argparse.Namespace) -> int:
         spec["linux"]["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": 1}]
         spec["linux"].pop("resources", None)
     try:
-        path.write_text(json.dumps(spec, indent=2) + "\n")
+        with open(path, "x") as f:
+            f.write(json.dumps(spec, indent=2) + "\n")
     except OSError as e:
         raise ContainerError(f"{path}: {e.strerror}") from None
     return 0
 
 
-def cmd_features(args: argparse.Namespace) -> int:
+def cmd_features(args: types.SimpleNamespace) -> int:
     from oci_runtime.default_spec import OCI_VERSION
     from oci_runtime.linux import flags as F
     from oci_runtime.rootfs import _FLAG_OPTIONS
@@ -623,12 +657,25 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    log = Logger(args.log, args.log_format, args.debug)
-    if args.command is None:
-        parser.print_help(sys.stderr)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = parse(argv, GLOBAL_FLAGS, COMMAND_TABLE)
+    except UsageError as e:
+        print(f"pyrunc: {e}", file=sys.stderr)
         return 2
+    if getattr(args, "help", False):
+        print(usage("pyrunc", GLOBAL_FLAGS, COMMAND_TABLE, args.command))
+        return 0
+    if args.version:
+        print(f"pyrunc version {VERSION}\nspec: {OCI_VERSION}")
+        return 0
+    if args.command is None:
+        print(usage("pyrunc", GLOBAL_FLAGS, COMMAND_TABLE), file=sys.stderr)
+        return 2
+    if args.log_format not in ("text", "json"):
+        print(f"pyrunc: unknown log format {args.log_format!r}", file=sys.stderr)
+        return 2
+    log = Logger(args.log, args.log_format, args.debug)
     from oci_runtime import container
 
     container._warn_sink.append(log.warning)

@@ -6,23 +6,11 @@ and acts. `create` undoes everything it made when any step fails.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
-import shutil
 import signal
-import socket
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from oci_runtime import cgroups
-from oci_runtime.cgroups.resources import Resources
-from oci_runtime.hooks import HookError, run_hooks
-from oci_runtime.linux.syscalls import Syscalls
-from oci_runtime.process import Join, SpawnError, spawn
-from oci_runtime.rootfs import with_default_device_rules
-from oci_runtime.spec import Process, Spec, parse
 from oci_runtime.state import (
     FIFO,
     ContainerError,
@@ -33,6 +21,18 @@ from oci_runtime.state import (
     init_alive,
     proc_start_time,
 )
+
+if TYPE_CHECKING:
+    import socket
+    from pathlib import Path
+
+    from oci_runtime import cgroups
+    from oci_runtime.linux.syscalls import Syscalls
+    from oci_runtime.spec import Process, Spec
+
+# Heavy modules (spec parsing, cgroup resources, hooks, the spawn machinery) are imported
+# inside the operations that need them: `start`, `state` and `delete` of a hook-less
+# container should cost little more than the interpreter's start-up.
 
 # Which statuses each operation accepts (runc's state_linux.go transitions, in a table).
 ALLOWED: dict[str, set[Status]] = {
@@ -47,29 +47,45 @@ ALLOWED: dict[str, set[Status]] = {
 
 
 def now_rfc3339() -> str:
-    t = time.time_ns()
-    secs, ns = divmod(t, 1_000_000_000)
-    base = dt.datetime.fromtimestamp(secs, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{base}.{ns:09d}Z"
+    secs, ns = divmod(time.time_ns(), 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ns:09d}Z"
 
 
 def default_cgroups_path(cid: str) -> str:
     return f"/pyrunc/{cid}"
 
 
-@dataclass(slots=True)
 class CreateOptions:
-    bundle: str
-    pid_file: str | None = None
-    console_socket: str | None = None
-    no_pivot: bool = False
-    preserve_fds: int = 0
+    __slots__ = ("bundle", "console_socket", "no_pivot", "pid_file", "preserve_fds")
+
+    def __init__(
+        self,
+        bundle: str,
+        pid_file: str | None = None,
+        console_socket: str | None = None,
+        no_pivot: bool = False,
+        preserve_fds: int = 0,
+    ) -> None:
+        self.bundle = bundle
+        self.pid_file = pid_file
+        self.console_socket = console_socket
+        self.no_pivot = no_pivot
+        self.preserve_fds = preserve_fds
 
 
 class Runtime:
-    def __init__(self, root: str | Path, sys: Syscalls) -> None:
+    def __init__(self, root: str | Path, sys: Syscalls | None = None) -> None:
         self.store = Store(root)
-        self.sys = sys
+        self._sys = sys
+
+    @property
+    def sys(self) -> Syscalls:
+        # Bound on first use: reading commands never need ctypes.
+        if self._sys is None:
+            from oci_runtime.linux.syscalls import libc
+
+            self._sys = libc()
+        return self._sys
 
     # -- reading --------------------------------------------------------------------------
 
@@ -77,15 +93,33 @@ class Runtime:
         return self.store.load(cid)
 
     def spec_of(self, st: State) -> Spec:
+        from pathlib import Path
+
+        from oci_runtime.spec import parse
+
         return parse(st.config, Path(st.bundle))
 
     def manager(self, st: State) -> cgroups.CgroupManager:
+        from oci_runtime import cgroups
+
         return cgroups.load_manager(st.cgroup_paths)
+
+    def _hooks(self, st: State, kind: str, status: Status) -> None:
+        """Run one kind of hooks from the saved config; parse the spec only if there are any."""
+        if not (st.config.get("hooks") or {}).get(kind):
+            return
+        from oci_runtime.hooks import HookError, run_hooks
+
+        try:
+            run_hooks(kind, self.spec_of(st).hooks.get(kind, ()), st.oci(status))
+        except HookError as e:
+            # The spec asks for a warning only: the container is already running or gone.
+            log_warning(str(e))
 
     def status(self, st: State) -> Status:
         if not init_alive(st):
             return Status.STOPPED
-        if (self.store.dir(st.id) / FIFO).exists():
+        if os.path.exists(os.path.join(self.store.dir(st.id), FIFO)):
             return Status.CREATED
         try:
             if st.cgroup_paths and self.manager(st).is_frozen():
@@ -107,6 +141,15 @@ class Runtime:
     # -- create / start ---------------------------------------------------------------------
 
     def create(self, cid: str, spec: Spec, opts: CreateOptions) -> State:
+        import shutil
+        from pathlib import Path
+
+        from oci_runtime import cgroups
+        from oci_runtime.cgroups.resources import Resources
+        from oci_runtime.hooks import HookError, run_hooks
+        from oci_runtime.process import Join, SpawnError, spawn
+        from oci_runtime.rootfs import with_default_device_rules
+
         self.store.check_id(cid)
         proc = spec.process
         assert proc is not None
@@ -119,10 +162,10 @@ class Runtime:
                 "cannot use console socket if pyrunc will not detach or allocate tty"
             )
         try:
-            self.store.root.mkdir(parents=True, mode=0o711, exist_ok=True)
+            os.makedirs(self.store.root, mode=0o711, exist_ok=True)
         except OSError as e:
             raise ContainerError(f"root {self.store.root}: {e.strerror}") from None
-        cdir = self.store.dir(cid)
+        cdir = Path(self.store.dir(cid))
         try:
             cdir.mkdir(mode=0o711)
         except FileExistsError:
@@ -227,13 +270,13 @@ class Runtime:
                 console_sock.close()
 
     def start(self, cid: str) -> None:
+        import select
+
         st = self.load(cid)
         self._require("start", st)
-        fifo = self.store.dir(cid) / FIFO
+        fifo = os.path.join(self.store.dir(cid), FIFO)
         fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
-            import select
-
             poller = select.poll()
             poller.register(fd, select.POLLIN)
             while True:
@@ -243,13 +286,11 @@ class Runtime:
                     raise ContainerError(f"container {cid} init exited before start")
         finally:
             os.close(fd)
-        fifo.unlink(missing_ok=True)
-        spec = self.spec_of(st)
         try:
-            run_hooks("poststart", spec.hooks.get("poststart", ()), st.oci(Status.RUNNING))
-        except HookError as e:
-            # The spec asks for a warning: the container is already running.
-            log_warning(str(e))
+            os.unlink(fifo)
+        except FileNotFoundError:
+            pass
+        self._hooks(st, "poststart", Status.RUNNING)
 
     # -- signals and teardown ---------------------------------------------------------------
 
@@ -268,11 +309,13 @@ class Runtime:
         os.kill(st.init_pid, sig)
 
     def delete(self, cid: str, force: bool = False) -> None:
+        import shutil
+
         try:
             st = self.load(cid)
         except ContainerError:
             cdir = self.store.dir(cid)
-            if cdir.is_dir() and not (cdir / "state.json").exists():
+            if os.path.isdir(cdir) and not os.path.exists(os.path.join(cdir, "state.json")):
                 # A create that died before its first save: nothing runs, just clear it.
                 shutil.rmtree(cdir, ignore_errors=True)
                 return
@@ -292,11 +335,7 @@ class Runtime:
         if m is not None:
             _kill_cgroup(m)
             m.destroy()
-        spec = self.spec_of(st)
-        try:
-            run_hooks("poststop", spec.hooks.get("poststop", ()), st.oci(Status.STOPPED))
-        except HookError as e:
-            log_warning(str(e))
+        self._hooks(st, "poststop", Status.STOPPED)
         shutil.rmtree(self.store.dir(cid), ignore_errors=True)
 
     def pause(self, cid: str) -> None:
@@ -310,6 +349,9 @@ class Runtime:
         self.manager(st).freeze(False)
 
     def update(self, cid: str, changes: dict[str, Any]) -> None:
+        from oci_runtime.cgroups.resources import Resources
+        from oci_runtime.rootfs import with_default_device_rules
+
         st = self.load(cid)
         self._require("update", st)
         linux = st.config.setdefault("linux", {})
@@ -331,6 +373,8 @@ class Runtime:
         pid_file: str | None,
         preserve_fds: int = 0,
     ) -> int:
+        from oci_runtime.process import Join, SpawnError, spawn
+
         st = self.load(cid)
         self._require("exec", st)
         spec = self.spec_of(st)
@@ -377,10 +421,7 @@ def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_pid_file(path: str, pid: int) -> None:
-    p = Path(path)
-    if not p.is_absolute():
-        p = Path.cwd() / p
-    atomic_write(p, str(pid).encode(), 0o644)
+    atomic_write(os.path.abspath(path), str(pid).encode(), 0o644)
 
 
 def _kill_quietly(pid: int, sig: int) -> None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-OCI_VERSION = "1.2.0"
+from oci_runtime.version import OCI_VERSION  # noqa: F401 - re-exported
+
 # What new config.json files declare: the newest version every runtime we sit beside
 # accepts (crun 1.8 refuses 1.2); pyrunc itself reads 1.0 to 1.2.
 CONFIG_VERSION = "1.1.0"

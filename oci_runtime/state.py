@@ -11,11 +11,13 @@ import enum
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from oci_runtime.default_spec import OCI_VERSION
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
+from oci_runtime.version import OCI_VERSION
 
 ID_RE = re.compile(r"^[\w+\-.]+$")
 STATE_FILE = "state.json"
@@ -34,18 +36,52 @@ class ContainerError(Exception):
     """A lifecycle request that cannot be done; the message is the user's one-line error."""
 
 
-@dataclass(slots=True)
 class State:
-    id: str
-    init_pid: int
-    init_start: int
-    bundle: str
-    rootfs: str
-    created: str
-    config: dict[str, Any]
-    cgroup_paths: dict[str, str] = field(default_factory=dict)
-    owner: str = ""
-    annotations: dict[str, str] = field(default_factory=dict)
+    """What pyrunc keeps about one container between commands.
+
+    A plain slotted class rather than a dataclass: every pyrunc command loads it, and
+    importing dataclasses (which pulls in inspect) would cost more than the command's work.
+    """
+
+    __slots__ = (
+        "annotations",
+        "bundle",
+        "cgroup_paths",
+        "config",
+        "created",
+        "id",
+        "init_pid",
+        "init_start",
+        "owner",
+        "rootfs",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        init_pid: int,
+        init_start: int,
+        bundle: str,
+        rootfs: str,
+        created: str,
+        config: dict[str, Any],
+        cgroup_paths: dict[str, str] | None = None,
+        owner: str = "",
+        annotations: dict[str, str] | None = None,
+    ) -> None:
+        self.id = id
+        self.init_pid = init_pid
+        self.init_start = init_start
+        self.bundle = bundle
+        self.rootfs = rootfs
+        self.created = created
+        self.config = config
+        self.cgroup_paths = cgroup_paths or {}
+        self.owner = owner
+        self.annotations = annotations or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
 
     def oci(self, status: Status) -> dict[str, Any]:
         """The runtime-spec state object, as `state` prints and hooks read on stdin."""
@@ -64,8 +100,10 @@ class State:
         return out
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def atomic_write(path: str | Path, data: bytes, mode: int = 0o644) -> None:
+    path = os.fspath(path)
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
         os.write(fd, data)
@@ -79,23 +117,25 @@ class Store:
     """The runtime root: one directory per container."""
 
     def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+        self.root = os.fspath(root)
 
-    def dir(self, cid: str) -> Path:
-        return self.root / cid
+    def dir(self, cid: str) -> str:
+        return os.path.join(self.root, cid)
 
     def check_id(self, cid: str) -> None:
         if not cid or not ID_RE.match(cid) or cid in (".", ".."):
             raise ContainerError(f"invalid container id {cid!r}")
 
     def save(self, st: State) -> None:
-        atomic_write(self.dir(st.id) / STATE_FILE, json.dumps(asdict(st)).encode(), 0o600)
+        data = json.dumps(st.to_dict()).encode()
+        atomic_write(os.path.join(self.dir(st.id), STATE_FILE), data, 0o600)
 
     def load(self, cid: str) -> State:
         self.check_id(cid)
-        path = self.dir(cid) / STATE_FILE
+        path = os.path.join(self.dir(cid), STATE_FILE)
         try:
-            data = json.loads(path.read_text())
+            with open(path, "rb") as f:
+                data = json.loads(f.read())
             return State(**data)
         except FileNotFoundError:
             raise ContainerError(f"container {cid} does not exist") from None
@@ -104,9 +144,10 @@ class Store:
 
     def ids(self) -> list[str]:
         try:
-            return sorted(p.name for p in self.root.iterdir() if (p / STATE_FILE).exists())
+            names = os.listdir(self.root)
         except FileNotFoundError:
             return []
+        return sorted(n for n in names if os.path.exists(os.path.join(self.root, n, STATE_FILE)))
 
 
 def proc_start_time(pid: int) -> int | None:

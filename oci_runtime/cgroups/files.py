@@ -9,13 +9,10 @@ because the kernel parses one rule per write.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 #: How Go's runc reports an unlimited value read back as "max" (math.MaxUint64).
 MAX_UINT64 = 2**64 - 1
@@ -92,10 +89,14 @@ def read_text(path: Path) -> str:
 
 
 def read_optional(path: Path) -> str | None:
+    """The file's text, or None when it (or its cgroup) does not exist."""
     try:
         return read_text(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
+    except OSError as exc:
+        # ENODEV: the cgroup was removed while we were reading it.
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENODEV):
+            return None
+        raise
 
 
 def parse_int(text: str, *, max_value: int = MAX_UINT64) -> int:
@@ -282,11 +283,3 @@ def cgroup_relpath(cgroups_path: str) -> Path:
         # The hierarchy root itself: applying there and then destroying it would be a disaster.
         raise ValueError(f"cgroupsPath {cgroups_path!r} names the cgroup root")
     return Path(*parts)
-
-
-def retry_log(what: str) -> Callable[[int], None]:
-    def hook(attempt: int) -> None:
-        if attempt in (100, 1000):
-            log.debug("%s: still waiting after %d attempts", what, attempt)
-
-    return hook

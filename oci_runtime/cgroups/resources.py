@@ -347,7 +347,7 @@ def _merge(old: T, new: T) -> T:
         if theirs is None:
             continue
         kind = f.metadata["kind"]
-        if mine is not None and dataclasses.is_dataclass(kind) and not isinstance(kind, tuple):
+        if mine is not None and dataclasses.is_dataclass(kind):
             changes[f.name] = _merge(mine, theirs)
         elif mine is not None and kind == "strmap":
             changes[f.name] = {**mine, **theirs}

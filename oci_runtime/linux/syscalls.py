@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 from typing import Protocol
 
 from oci_runtime.linux import flags as F
@@ -66,7 +65,7 @@ class LibcSyscalls:
         self._libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
         self._libc.unshare.argtypes = [ctypes.c_int]
         self._libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
-        self._arch = platform.machine()
+        self._arch = os.uname().machine
 
     def _check(self, rc: int, what: str) -> int:
         if rc < 0:
