@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -149,19 +150,23 @@ class Runtime:
         cid = cid or self.new_id()
         self.ids.add(cid)
         self._remember(bundle)
-        p = subprocess.run(
-            [*self.argv, "create", "--bundle", str(bundle), *extra, cid],
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=subprocess.PIPE,
-            timeout=60,
-            check=False,
-        )
-        if p.returncode != 0:
-            raise AssertionError(
-                f"{self.name} create exited {p.returncode}: "
-                f"{p.stderr.decode(errors='replace').strip()}"
+        # stderr goes to a file, not a pipe: the container's init inherits it and keeps it
+        # open, so reading a pipe to its end would wait for the container to exit.
+        with tempfile.TemporaryFile() as err:
+            p = subprocess.run(
+                [*self.argv, "create", "--bundle", str(bundle), *extra, cid],
+                stdin=subprocess.DEVNULL,
+                stdout=stdout,
+                stderr=err,
+                timeout=60,
+                check=False,
             )
+            if p.returncode != 0:
+                err.seek(0)
+                raise AssertionError(
+                    f"{self.name} create exited {p.returncode}: "
+                    f"{err.read().decode(errors='replace').strip()}"
+                )
         return cid
 
     def state(self, cid: str) -> dict[str, Any]:
