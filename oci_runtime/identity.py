@@ -24,9 +24,15 @@ def cap_mask(names: tuple[str, ...]) -> int:
     return mask
 
 
+def _rlim(value: int) -> int:
+    """A spec rlimit (uint64) as setrlimit takes it: Python wants a signed C long, so
+    18446744073709551615 (RLIM_INFINITY) and friends go in as the same bits, negative."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
 def set_rlimits(proc: Process) -> None:
     for r in proc.rlimits:
-        resource.setrlimit(F.RLIMITS[r.type], (r.soft, r.hard))
+        resource.setrlimit(F.RLIMITS[r.type], (_rlim(r.soft), _rlim(r.hard)))
 
 
 def finalize(sys: Syscalls, proc: Process) -> None:
