@@ -58,6 +58,12 @@ def run_init(sys: Syscalls, cfg: InitConfig, chan: Channel, go: dict[str, Any]) 
     os.setsid()
     if spec.namespace("mount") is None:
         raise SpawnError("a mount namespace is required (linux.namespaces has no 'mount')")
+    if spec.namespace("uts") is None:
+        # The names would be the host's: refuse, as runc and crun do.
+        if spec.hostname:
+            raise SpawnError("unable to set hostname without a private UTS namespace")
+        if spec.domainname:
+            raise SpawnError("unable to set domainname without a private UTS namespace")
     # Held from before pivot_root: the only way back to the FIFO, which lives outside the
     # container, once the root has changed.
     fifo_fd = os.open(cfg.fifo_path, os.O_PATH | os.O_CLOEXEC)
