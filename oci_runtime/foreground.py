@@ -169,17 +169,21 @@ def _foreground(start: Any, terminal: bool, console_socket: str | None) -> int:
 
 def run(rt: Any, cid: str, spec: Any, opts: Any, keep: bool) -> int:
     terminal = bool(spec.process.terminal)
+    created = False
 
     def start(console_path: str | None) -> int:
+        nonlocal created
         opts.console_socket = console_path
         st = rt.create(cid, spec, opts)
+        created = True
         rt.start(cid)
         return st.init_pid
 
     try:
         code = _foreground(start, terminal, opts.console_socket)
     finally:
-        if not keep:
+        # A create that failed has cleaned up after itself: nothing to delete.
+        if created and not keep:
             try:
                 rt.delete(cid, force=True)
             except Exception as e:
