@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtimes import RUNTIMES, Runtime, busybox_rootfs, make_bundle, runtime_available
+from tests.runtimes import (
+    RUNTIMES,
+    Runtime,
+    busybox_rootfs,
+    make_bundle,
+    remove_cgroup_parent,
+    runtime_available,
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -35,6 +42,13 @@ def short_tmp():
         yield Path(d)
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cgroup_parent():
+    """The tests' cgroup parent (/pytest-<pid> in each hierarchy) goes when the session ends."""
+    yield
+    remove_cgroup_parent()
 
 
 @pytest.fixture(scope="session")
