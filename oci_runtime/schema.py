@@ -6,7 +6,6 @@ Unknown fields are allowed, as the runtime spec requires; known fields must have
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 
@@ -14,14 +13,18 @@ class SpecError(ValueError):
     """config.json is malformed; the message names the field."""
 
 
-@dataclass(frozen=True, slots=True)
 class ListOf:
-    item: Any
+    __slots__ = ("item",)
+
+    def __init__(self, item: Any) -> None:
+        self.item = item
 
 
-@dataclass(frozen=True, slots=True)
 class MapOf:
-    value: Any
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
 class Int:

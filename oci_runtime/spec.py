@@ -1,5 +1,8 @@
 """The runtime-spec config.json as typed values: loaded, checked, and nothing else.
 
+The value types are NamedTuples, not dataclasses: this module is imported by every
+`pyrunc create`, and dataclasses cost more to import and build than the whole parse.
+
 `load_bundle()` is the single entry point; everything past it can trust the types.
 """
 
@@ -7,9 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from oci_runtime import schema
 from oci_runtime.linux import flags as F
@@ -37,23 +39,20 @@ PROPAGATIONS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class User:
+class User(NamedTuple):
     uid: int = 0
     gid: int = 0
     additional_gids: tuple[int, ...] = ()
     umask: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Rlimit:
+class Rlimit(NamedTuple):
     type: str
     soft: int
     hard: int
 
 
-@dataclass(frozen=True, slots=True)
-class Capabilities:
+class Capabilities(NamedTuple):
     bounding: tuple[str, ...] = ()
     effective: tuple[str, ...] = ()
     inheritable: tuple[str, ...] = ()
@@ -61,8 +60,7 @@ class Capabilities:
     ambient: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Process:
+class Process(NamedTuple):
     args: tuple[str, ...]
     env: tuple[str, ...] = ()
     cwd: str = "/"
@@ -75,24 +73,21 @@ class Process:
     oom_score_adj: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Mount:
+class Mount(NamedTuple):
     destination: str
     type: str = ""
     source: str = ""
     options: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Hook:
+class Hook(NamedTuple):
     path: str
     args: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
     timeout: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Namespace:
+class Namespace(NamedTuple):
     type: str
     path: str = ""
 
@@ -101,15 +96,13 @@ class Namespace:
         return F.NAMESPACES[self.type][0]
 
 
-@dataclass(frozen=True, slots=True)
-class IdMapping:
+class IdMapping(NamedTuple):
     container_id: int
     host_id: int
     size: int
 
 
-@dataclass(frozen=True, slots=True)
-class Device:
+class Device(NamedTuple):
     type: str
     path: str
     major: int = 0
@@ -119,8 +112,7 @@ class Device:
     gid: int | None = None
 
 
-@dataclass(slots=True)
-class Spec:
+class Spec(NamedTuple):
     raw: dict[str, Any]
     bundle: Path
     rootfs: Path
@@ -129,15 +121,15 @@ class Spec:
     hostname: str | None = None
     domainname: str | None = None
     mounts: tuple[Mount, ...] = ()
-    hooks: dict[str, tuple[Hook, ...]] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
+    hooks: dict[str, tuple[Hook, ...]] = {}
+    annotations: dict[str, str] = {}
     namespaces: tuple[Namespace, ...] = ()
     uid_mappings: tuple[IdMapping, ...] = ()
     gid_mappings: tuple[IdMapping, ...] = ()
     devices: tuple[Device, ...] = ()
     cgroups_path: str = ""
-    resources: dict[str, Any] = field(default_factory=dict)
-    sysctl: dict[str, str] = field(default_factory=dict)
+    resources: dict[str, Any] = {}
+    sysctl: dict[str, str] = {}
     seccomp: dict[str, Any] | None = None
     rootfs_propagation: str = ""
     masked_paths: tuple[str, ...] = ()
@@ -182,9 +174,7 @@ def parse_process(p: dict[str, Any], path: str = "process") -> Process:
             for name in names or ():
                 if name not in F.CAPABILITIES:
                     raise SpecError(f"{path}.capabilities.{kind}: unknown capability {name!r}")
-        caps = Capabilities(
-            **{k: tuple(c.get(k) or ()) for k in Capabilities.__slots__}  # type: ignore[arg-type]
-        )
+        caps = Capabilities(**{k: tuple(c.get(k) or ()) for k in Capabilities._fields})
     rlimits = []
     for i, r in enumerate(p.get("rlimits") or []):
         if r.get("type") not in F.RLIMITS:
