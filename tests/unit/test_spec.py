@@ -133,7 +133,7 @@ def test_load_bundle_errors(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="invalid JSON"):
         load_bundle(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps(base()))
-    with pytest.raises(SpecError, match="root.path: .*not a directory"):
+    with pytest.raises(SpecError, match=r"root\.path: .*not a directory"):
         load_bundle(tmp_path)
     (tmp_path / "rootfs").mkdir()
     assert load_bundle(tmp_path).bundle == tmp_path
@@ -144,7 +144,7 @@ def test_parse_process_for_exec() -> None:
         {"args": ["sh"], "cwd": "/", "user": {"uid": 5, "gid": 6, "additionalGids": [7]}}
     )
     assert (proc.user.uid, proc.user.gid, proc.user.additional_gids) == (5, 6, (7,))
-    with pytest.raises(SpecError, match="process.args"):
+    with pytest.raises(SpecError, match=r"process\.args"):
         parse_process({"cwd": "/"})
 
 
