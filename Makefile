@@ -4,6 +4,7 @@ PYTHON ?= python3
 
 install:
 	$(PYTHON) -m pip install -e '.[test]'
+	$(PYTHON) -m oci_runtime.launcher "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/pyrunc"
 
 test:
 	$(PYTHON) -m pytest -q tests
@@ -25,4 +26,4 @@ proto:
 	else echo "no protos yet"; fi
 
 image:
-	$(PYTHON) -m mkimage bundle /tmp/busybox-bundle
+	$(PYTHON) -m mkimage bundle --force /tmp/busybox-bundle
