@@ -100,6 +100,15 @@ def _enter_namespaces(sys: Syscalls, join: Join, chan: Channel) -> None:
         sys.unshare(join.new_flags)
 
 
+def _preload_seccomp() -> None:
+    """Load libseccomp (and the Python modules the filter needs) here, in the host's mount
+    namespace: the children inherit it. Once init has switched root, or an exec has joined
+    the container's mount namespace, neither the library nor the stdlib can be found."""
+    from oci_runtime import seccomp
+
+    seccomp._lib()
+
+
 def _child(body: Callable[[], None], chan: Channel) -> None:
     """Run a child stage; it never returns into the CLI, whatever happens."""
     code = 0
@@ -115,7 +124,12 @@ def _child(body: Callable[[], None], chan: Channel) -> None:
         try:
             chan.send(Msg.ERROR, message=msg)
         except OSError:
-            pass
+            # The channel is closed once the process reported READY (a failure between
+            # the start and the execve): its stderr is the only one left to tell.
+            try:
+                os.write(2, f"pyrunc: {msg}\n".encode(errors="replace"))
+            except OSError:
+                pass
         code = 1
     os._exit(code)
 
@@ -149,6 +163,8 @@ def spawn(
     On any failure both children are killed and reaped before the error is raised, so the
     caller only has to undo what it made itself (state dir, cgroups).
     """
+    if spec.seccomp is not None:
+        _preload_seccomp()
     parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     chan = Channel(parent_sock)
     stage1 = os.fork()
