@@ -8,11 +8,9 @@ until `start`, run startContainer hooks, exec.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import socket
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from oci_runtime.hooks import run_hooks
 from oci_runtime.linux.syscalls import Syscalls
@@ -22,8 +20,7 @@ from oci_runtime.spec import Spec
 from oci_runtime.sync import Channel, Msg
 
 
-@dataclass(slots=True)
-class InitConfig:
+class InitConfig(NamedTuple):
     spec: Spec
     fifo_path: str
     console_sock: socket.socket | None
@@ -34,6 +31,8 @@ class InitConfig:
 
 
 def _set_domainname(name: str) -> None:
+    import ctypes
+
     libc = ctypes.CDLL(None, use_errno=True)
     raw = name.encode()
     if libc.setdomainname(raw, len(raw)) < 0:

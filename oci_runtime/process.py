@@ -15,10 +15,8 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from oci_runtime import console, identity
 from oci_runtime.hooks import run_hooks
@@ -37,13 +35,15 @@ class SpawnError(Exception):
     pass
 
 
-@dataclass(slots=True)
 class Join:
     """Namespaces to enter by path, and the new ones to make (clone flags)."""
 
-    paths: list[tuple[int, str]] = field(default_factory=list)
-    new_flags: int = 0
-    new_user: bool = False
+    __slots__ = ("new_flags", "new_user", "paths")
+
+    def __init__(self) -> None:
+        self.paths: list[tuple[int, str]] = []
+        self.new_flags = 0
+        self.new_user = False
 
     @classmethod
     def for_create(cls, spec: Spec) -> Join:
@@ -72,8 +72,7 @@ class Join:
         return j
 
 
-@dataclass(slots=True)
-class Spawned:
+class Spawned(NamedTuple):
     pid: int
     start_time: int
 
@@ -120,6 +119,8 @@ def _child(body: Callable[[], None], chan: Channel) -> None:
         else:
             msg = str(e) or type(e).__name__
         if os.environ.get("PYRUNC_DEBUG"):
+            import traceback
+
             msg += "\n" + traceback.format_exc()
         try:
             chan.send(Msg.ERROR, message=msg)

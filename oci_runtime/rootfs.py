@@ -9,8 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from dataclasses import dataclass
-from pathlib import Path
+from typing import NamedTuple
 
 from oci_runtime.linux import flags as F
 from oci_runtime.linux.syscalls import Syscalls
@@ -91,8 +90,7 @@ class MountError(Exception):
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class MountOptions:
+class MountOptions(NamedTuple):
     flags: int
     propagation: int
     data: str
@@ -242,7 +240,7 @@ class RootfsBuilder:
     def _bind(self, m: Mount, dest: str, opts: MountOptions) -> None:
         src = m.source
         if not src.startswith("/"):
-            src = str(self.spec.bundle / src)
+            src = os.path.join(self.spec.bundle, src)
         st = os.stat(src)
         if stat.S_ISDIR(st.st_mode):
             os.makedirs(dest, mode=0o755, exist_ok=True)
@@ -420,5 +418,5 @@ def _unescape(s: str) -> str:
     )
 
 
-def resolve_in_root(root: str, name: str) -> Path:
-    return Path(secure_join(root, name))
+def resolve_in_root(root: str, name: str) -> str:
+    return secure_join(root, name)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from oci_runtime import schema
@@ -114,8 +113,8 @@ class Device(NamedTuple):
 
 class Spec(NamedTuple):
     raw: dict[str, Any]
-    bundle: Path
-    rootfs: Path
+    bundle: str
+    rootfs: str
     process: Process | None
     root_readonly: bool = False
     hostname: str | None = None
@@ -195,7 +194,7 @@ def parse_process(p: dict[str, Any], path: str = "process") -> Process:
     )
 
 
-def parse(raw: Any, bundle: Path) -> Spec:
+def parse(raw: Any, bundle: str | os.PathLike[str]) -> Spec:
     """Check every known field's type and meaning; raise SpecError naming the first bad one."""
     schema.check(raw, schema.CONFIG, "")
     version = raw.get("ociVersion")
@@ -206,9 +205,8 @@ def parse(raw: Any, bundle: Path) -> Spec:
     root = raw.get("root") or {}
     if not root.get("path"):
         raise SpecError("root.path: required")
-    rootfs = Path(root["path"])
-    if not rootfs.is_absolute():
-        rootfs = bundle / rootfs
+    bundle = os.fspath(bundle)
+    rootfs = os.path.join(bundle, root["path"])
     process = parse_process(raw["process"]) if raw.get("process") is not None else None
 
     mounts = []
@@ -324,11 +322,12 @@ def parse(raw: Any, bundle: Path) -> Spec:
     )
 
 
-def load_bundle(bundle: str | Path) -> Spec:
-    bundle = Path(bundle).resolve()
-    path = bundle / "config.json"
+def load_bundle(bundle: str | os.PathLike[str]) -> Spec:
+    bundle = os.path.realpath(bundle)
+    path = os.path.join(bundle, "config.json")
     try:
-        text = path.read_text()
+        with open(path) as f:
+            text = f.read()
     except FileNotFoundError:
         raise SpecError(f"{path}: no such file (is {bundle} a bundle?)") from None
     except OSError as e:
@@ -340,6 +339,6 @@ def load_bundle(bundle: str | Path) -> Spec:
     spec = parse(raw, bundle)
     if spec.process is None:
         raise SpecError("process: required")
-    if not spec.rootfs.is_dir():
+    if not os.path.isdir(spec.rootfs):
         raise SpecError(f"root.path: {spec.rootfs}: not a directory")
     return spec

@@ -4,20 +4,32 @@ Cgroup files are written with ``O_WRONLY | O_TRUNC`` and never created: on cgrou
 kernel makes them, so a missing file means the controller is absent or not enabled, and the
 fake trees of the unit tests behave the same way. Each write(2) carries one value or rule,
 because the kernel parses one rule per write.
+
+Paths are plain strings joined with "/": every pyrunc command goes through here, and pathlib
+alone costs more to import than the cgroup work of `pyrunc delete`. Functions that take a path
+also accept a `pathlib.Path` (the unit tests pass tmp_path); os.* takes either.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
+    from typing import TypeVar
+
+    StrPath = str | os.PathLike[str]
+    P = TypeVar("P", str, os.PathLike[str])
 
 #: How Go's runc reports an unlimited value read back as "max" (math.MaxUint64).
 MAX_UINT64 = 2**64 - 1
 
-Writer = Callable[[Path, str], None]
+#: The controller key for the cgroup2 hierarchy in `CgroupManager.paths()`.
+UNIFIED = ""
 
 
 class CgroupError(Exception):
@@ -28,7 +40,13 @@ class CgroupError(Exception):
         self.errno = errno
 
 
-def write_value(path: Path, value: str) -> None:
+def warn(message: str) -> None:
+    """Where best-effort failures go unless the caller passed its own `warn`: one line on
+    stderr, worded as pyrunc's CLI words its warnings."""
+    sys.stderr.write(f"pyrunc: warning: {message}\n")
+
+
+def write_value(path: StrPath, value: str) -> None:
     """One write(2) of `value` to an existing file; raises the raw OSError."""
     fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
     try:
@@ -37,7 +55,7 @@ def write_value(path: Path, value: str) -> None:
         os.close(fd)
 
 
-def describe_write_error(path: Path, value: str, exc: OSError) -> CgroupError:
+def describe_write_error(path: StrPath, value: str, exc: OSError) -> CgroupError:
     if exc.errno == errno.ENOENT:
         hint = "no such file (controller not mounted or enabled, or not supported by the kernel)"
     else:
@@ -46,10 +64,10 @@ def describe_write_error(path: Path, value: str, exc: OSError) -> CgroupError:
 
 
 def write_all(
-    writes: Sequence[tuple[Path, str]],
+    writes: Sequence[tuple[P, str]],
     *,
     retry_einval: bool = True,
-    writer: Writer = write_value,
+    writer: Callable[[P, str], None] = write_value,
 ) -> None:
     """Write in order; with `retry_einval`, writes the kernel refused with EINVAL are retried
     after the others, for as long as a pass makes progress.
@@ -62,7 +80,7 @@ def write_all(
     """
     pending = list(writes)
     while pending:
-        refused: list[tuple[Path, str, OSError]] = []
+        refused: list[tuple[P, str, OSError]] = []
         for path, value in pending:
             try:
                 writer(path, value)
@@ -79,16 +97,26 @@ def write_all(
         pending = [(path, value) for path, value, _ in refused]
 
 
-def split_lines(path: Path, value: str) -> list[tuple[Path, str]]:
+def split_lines(path: P, value: str) -> list[tuple[P, str]]:
     """A multi-line value becomes one write per line (per-device rules)."""
     return [(path, line) for line in value.split("\n") if line]
 
 
-def read_text(path: Path) -> str:
-    return path.read_text().strip()
+def read_text(path: StrPath) -> str:
+    """The whole file, stripped. Raw os.read: cgroup files are small, and the text layer of
+    open() costs more than the read itself."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        # Only EOF ends the file: kernfs and seq files may return less than asked before it.
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode().strip()
 
 
-def read_optional(path: Path) -> str | None:
+def read_optional(path: StrPath) -> str | None:
     """The file's text, or None when it (or its cgroup) does not exist."""
     try:
         return read_text(path)
@@ -107,7 +135,7 @@ def parse_int(text: str, *, max_value: int = MAX_UINT64) -> int:
     return int(text)
 
 
-def read_int(path: Path, default: int = 0, *, max_value: int = MAX_UINT64) -> int:
+def read_int(path: StrPath, default: int = 0, *, max_value: int = MAX_UINT64) -> int:
     text = read_optional(path)
     if text is None or text == "":
         return default
@@ -179,11 +207,32 @@ def parse_pids(text: str) -> list[int]:
     return [int(line) for line in text.split() if line.strip()]
 
 
-def read_pids(cgroup_dir: Path) -> set[int]:
+def _walk_dirs(top: str) -> list[str]:
+    """`top` and every directory below it, parents first; [] when `top` is not a directory.
+
+    A container's cgroup seldom has children, so this is one getdents per hierarchy; d_type
+    tells directories apart without a stat.
+    """
+    found: list[str] = []
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        try:
+            with os.scandir(d) as it:
+                subdirs = [e.path for e in it if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            # Gone, or not a directory: os.walk skips such directories the same way.
+            continue
+        found.append(d)
+        stack.extend(reversed(subdirs))
+    return found
+
+
+def read_pids(cgroup_dir: StrPath) -> set[int]:
     """The cgroup.procs of `cgroup_dir` and of every cgroup below it."""
     found: set[int] = set()
-    for dirpath, _dirnames, _files in os.walk(cgroup_dir):
-        text = read_optional(Path(dirpath) / "cgroup.procs")
+    for d in _walk_dirs(os.fspath(cgroup_dir)):
+        text = read_optional(f"{d}/cgroup.procs")
         if text:
             found.update(parse_pids(text))
     return found
@@ -212,17 +261,22 @@ def wait_for(
         interval = min(interval * 2, max_interval)
 
 
-def cgroup_dirs_bottom_up(top: Path) -> list[Path]:
-    """`top` and every directory below it, children before their parents."""
-    if not top.is_dir():
-        return []
-    return [Path(dirpath) for dirpath, _dirs, _files in os.walk(top, topdown=False)]
+def cgroup_dirs_bottom_up(top: P) -> list[P]:
+    """`top` and every directory below it, children before their parents, as the same kind
+    of path as `top` (str or Path), so that a caller's `rmdir` gets what it was given."""
+    dirs = _walk_dirs(os.fspath(top))
+    # Parents-first order reversed puts every child before its parent.
+    dirs.reverse()
+    if isinstance(top, str):
+        return dirs  # type: ignore[return-value]
+    kind = type(top)
+    return [kind(d) for d in dirs]  # type: ignore[call-arg]
 
 
 def remove_cgroup_dir(
-    path: Path,
+    path: P,
     *,
-    rmdir: Callable[[Path], None] = os.rmdir,
+    rmdir: Callable[[P], None] = os.rmdir,
     timeout: float = 2.0,
 ) -> None:
     """rmdir one cgroup, waiting out EBUSY.
@@ -257,19 +311,57 @@ def remove_cgroup_dir(
 
 
 def remove_cgroup_tree(
-    top: Path, *, rmdir: Callable[[Path], None] = os.rmdir, timeout: float = 2.0
+    top: P, *, rmdir: Callable[[P], None] = os.rmdir, timeout: float = 2.0
 ) -> None:
     for d in cgroup_dirs_bottom_up(top):
         remove_cgroup_dir(d, rmdir=rmdir, timeout=timeout)
 
 
-def unique(paths: Iterable[Path]) -> list[Path]:
+def unique(paths: Iterable[str]) -> list[str]:
     """Distinct paths in first-seen order (v1 controllers that share a hierarchy share a dir)."""
     return list(dict.fromkeys(paths))
 
 
-def cgroup_relpath(cgroups_path: str) -> Path:
-    """`linux.cgroupsPath` as a path relative to a hierarchy root.
+def make_dirs(path: str) -> bool:
+    """`mkdir -p`; True when `path` itself was created, False when it was already there.
+
+    mkdir first and walk up only on ENOENT: the parents almost always exist, and this is one
+    syscall per hierarchy where os.makedirs would stat each parent first.
+    """
+    try:
+        os.mkdir(path)
+        return True
+    except FileNotFoundError:
+        parent = os.path.dirname(path)
+        if parent == path:
+            raise
+        make_dirs(parent)
+        try:
+            os.mkdir(path)
+            return True
+        except FileExistsError:
+            # Another pyrunc created it in between.
+            return False
+    except OSError:
+        # EEXIST, or EROFS/EACCES on a directory that is there all the same.
+        if not os.path.isdir(path):
+            raise
+        return False
+
+
+def relative_to(path: str, root: str) -> str:
+    """`path` below `root`, "" for `root` itself, by comparing names only (as
+    PurePath.relative_to does); both must be normalized. ValueError when not below."""
+    if path == root:
+        return ""
+    prefix = root if root.endswith("/") else root + "/"
+    if not path.startswith(prefix):
+        raise ValueError(f"{path!r} is not under {root!r}")
+    return path[len(prefix) :]
+
+
+def cgroup_relpath(cgroups_path: str) -> str:
+    """`linux.cgroupsPath` as a clean path relative to a hierarchy root ("a/b").
 
     Relative paths are taken relative to the hierarchy root as well (runc would resolve them
     against its own cgroup, which is meaningless for a runtime that exits right away).
@@ -282,4 +374,4 @@ def cgroup_relpath(cgroups_path: str) -> Path:
     if not parts:
         # The hierarchy root itself: applying there and then destroying it would be a disaster.
         raise ValueError(f"cgroupsPath {cgroups_path!r} names the cgroup root")
-    return Path(*parts)
+    return "/".join(parts)

@@ -103,7 +103,7 @@ def test_default_spec_parses(tmp_path: Path) -> None:
     spec = parse(base(), tmp_path)
     assert spec.process is not None
     assert spec.process.args == ("true",)
-    assert spec.rootfs == tmp_path / "rootfs"
+    assert spec.rootfs == str(tmp_path / "rootfs")
     assert [n.type for n in spec.namespaces] == ["pid", "network", "ipc", "uts", "mount", "cgroup"]
     assert spec.root_readonly is True
 
@@ -136,7 +136,7 @@ def test_load_bundle_errors(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match=r"root\.path: .*not a directory"):
         load_bundle(tmp_path)
     (tmp_path / "rootfs").mkdir()
-    assert load_bundle(tmp_path).bundle == tmp_path
+    assert load_bundle(tmp_path).bundle == str(tmp_path)
 
 
 def test_parse_process_for_exec() -> None:
