@@ -5,6 +5,7 @@ PYTHON ?= python3
 install:
 	$(PYTHON) -m pip install -e '.[test]'
 	$(PYTHON) -m oci_runtime.launcher "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/pyrunc"
+	$(PYTHON) -m compileall -q oci_runtime mkimage
 
 test:
 	$(PYTHON) -m pytest -q tests

@@ -3,8 +3,10 @@
 pyrunc runs once per container operation, so interpreter start-up is most of its cost. A
 console script made by pip starts Python with `site`, which runs every .pth file of the
 environment (on some hosts tens of milliseconds of unrelated imports). The launcher runs the
-same `main()` with `-S` and only this package's directory on sys.path, both fixed when it is
-written, as pip fixes the interpreter's path in its own scripts.
+same `main()` with `-IS` and only this package's directory on sys.path, both fixed when it is
+written, as pip fixes the interpreter's path in its own scripts. Isolated mode (-I) also keeps
+a PYTHONDONTWRITEBYTECODE in the environment from forcing a recompile of every module on
+every call; `make install` byte-compiles the package beforehand anyway.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-TEMPLATE = """#!{python} -S
+TEMPLATE = """#!{python} -IS
 import sys
 sys.path.insert(0, {path!r})
 from oci_runtime.cli import main

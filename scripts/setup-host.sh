@@ -17,6 +17,7 @@ fi
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 # Replace pip's console script for pyrunc with the fast launcher (python -S, no .pth files).
 python3 -m oci_runtime.launcher "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/pyrunc"
+python3 -m compileall -q oci_runtime mkimage >/dev/null
 
 # crun 1.8 refuses a hybrid cgroup layout while a controller (hugetlb on these hosts) is
 # still bound to the v2 mount. Give such a controller its own v1 hierarchy, as a v1 host has.
