@@ -62,6 +62,22 @@ def finalize(sys: Syscalls, proc: Process) -> None:
         os.umask(user.umask)
 
 
+def home_dir(uid: int, passwd: str = "/etc/passwd") -> str:
+    """The home directory of `uid` in the current root's passwd file, "/" when none.
+
+    Read by hand: the pwd module would go through NSS, loading the host's or the
+    container's libraries at this point."""
+    try:
+        with open(passwd, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) >= 6 and fields[2] == str(uid) and fields[5]:
+                    return fields[5]
+    except OSError:
+        pass
+    return "/"
+
+
 def lookup_path(args0: str, env: tuple[str, ...], cwd: str) -> str | None:
     """Resolve args[0] as execvp would, in the current root, with the container's PATH."""
     if "/" in args0:

@@ -311,8 +311,11 @@ def exec_process(
         from oci_runtime import seccomp as sc
 
         sc.load(seccomp)
-    identity.finalize(sys, proc)
     env = dict(e.split("=", 1) if "=" in e else (e, "") for e in proc.env)
+    if "HOME" not in env:
+        # As runc and crun: the user's home from the container's /etc/passwd, else "/".
+        env["HOME"] = identity.home_dir(proc.user.uid)
+    identity.finalize(sys, proc)
     mark_fds_cloexec(3 + preserve_fds)
     chan.send(Msg.READY)
     chan.close()
