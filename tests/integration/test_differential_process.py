@@ -381,3 +381,22 @@ def test_state_after_exit(runtime, bundle):
     assert st["pid"] == 0
     runtime.cmd("delete", cid)
     assert runtime.cmd("state", cid, check=False).returncode != 0
+
+
+@pytest.mark.parametrize(
+    ("uid", "home"), [(0, "/root"), (1000, "/home/user"), (4242, "/")], ids=["root", "user", "none"]
+)
+def test_home_from_passwd(runtime, bundle, uid, home):
+    # Not in the spec's env: runtimes take it from the container's /etc/passwd, else "/".
+    if runtime.name == "crun" and home == "/":
+        home = ""  # crun 1.8 leaves HOME out for a uid /etc/passwd does not know; runc: "/"
+    got = probe(runtime, bundle, 'echo "$HOME"', edit=user(uid, uid))
+    assert (got.code, got.out) == (0, f"{home}\n"), got
+
+
+def test_home_from_env_wins(runtime, bundle):
+    def edit(cfg):
+        cfg["process"]["env"].append("HOME=/tmp")
+
+    got = probe(runtime, bundle, 'echo "$HOME"', edit=edit)
+    assert (got.code, got.out) == (0, "/tmp\n"), got
