@@ -179,6 +179,26 @@ def test_exec_exit_code_and_paused_refusal(pyrunc: Runtime, bundle) -> None:
     assert pyrunc.cmd("exec", cid, "true").returncode == 0
 
 
+def test_join_namespaces_by_path(pyrunc: Runtime, bundle) -> None:
+    first = pyrunc.create(bundle(["sleep", "60"]))
+    pid = pyrunc.state(first)["pid"]
+
+    def join(c: dict) -> None:
+        for ns in c["linux"]["namespaces"]:
+            if ns["type"] in ("network", "ipc", "uts"):
+                ns["path"] = f"/proc/{pid}/ns/{'net' if ns['type'] == 'network' else ns['type']}"
+        c.pop("hostname", None)
+
+    probe = "for n in net ipc uts mnt; do readlink /proc/self/ns/$n; done"
+    p = pyrunc.run(bundle(["sh", "-c", probe], edit=join))
+    assert p.returncode == 0, p.stderr
+    net, ipc, uts, mnt = p.stdout.decode().split()
+    assert net == os.readlink(f"/proc/{pid}/ns/net")
+    assert ipc == os.readlink(f"/proc/{pid}/ns/ipc")
+    assert uts == os.readlink(f"/proc/{pid}/ns/uts")
+    assert mnt != os.readlink(f"/proc/{pid}/ns/mnt")
+
+
 def test_run_detach_and_text_log(pyrunc: Runtime, bundle, tmp_path: Path) -> None:
     b = bundle(["sleep", "60"])
     cid = pyrunc.new_id()
