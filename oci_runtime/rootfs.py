@@ -345,7 +345,10 @@ class RootfsBuilder:
             raise MountError(f"device {d.path}: {e.strerror}") from None
 
     def bind_console(self, slave_path: str) -> None:
-        console = secure_join(self.rootfs, "/dev/console")
+        """The pty slave on /dev/console; called after the switch of root, so the path is
+        the container's own (joining it to the host's rootfs path would make stray
+        directories inside the rootfs and leave /dev/console missing)."""
+        console = secure_join("/", "/dev/console")
         _mkfile(console)
         self.sys.mount(slave_path, console, "bind", M.BIND, None)
 
