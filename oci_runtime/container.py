@@ -284,6 +284,12 @@ class Runtime:
                     break
                 if not init_alive(st):
                     raise ContainerError(f"container {cid} init exited before start")
+            if (st.config.get("hooks") or {}).get("poststart"):
+                # poststart runs once the user's process is executed: init's write end of
+                # the FIFO is close-on-exec, so that is the hang-up.
+                while not any(ev & select.POLLHUP for _, ev in poller.poll(50)):
+                    if not init_alive(st):
+                        break
         finally:
             os.close(fd)
         try:

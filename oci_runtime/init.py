@@ -88,15 +88,17 @@ def run_init(sys: Syscalls, cfg: InitConfig, chan: Channel, go: dict[str, Any]) 
     rootfs.finish()
 
     def wait_start() -> None:
-        # Blocks until `start` opens the FIFO for reading.
+        # Blocks until `start` opens the FIFO for reading. The write end stays open until
+        # the execve closes it (O_CLOEXEC): the hang-up tells `start` the user's process
+        # runs, which is when the poststart hooks may go.
         fd = os.open(f"self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC, dir_fd=proc_fd)
         os.write(fd, b"0")
-        os.close(fd)
         os.close(fifo_fd)
         os.close(proc_fd)
 
     def start_hooks() -> None:
-        started = dict(state, status="running")
+        # Not yet "running": the user's process has not been executed (runc says "created").
+        started = dict(state, status="created")
         run_hooks("startContainer", spec.hooks.get("startContainer", ()), started)
 
     exec_process(
