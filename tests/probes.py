@@ -13,8 +13,10 @@ normalized observations; the comparison is skipped when runc is not installed.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import pprint
 import re
 import signal
 import subprocess
@@ -104,7 +106,21 @@ class Reference:
         ref = self.outcome(runtime, bundle, script, **kw)
         assert ref.code == 0, f"runc (reference) failed: {ref}"
         want = normalize(ref)
-        assert got == want, f"{runtime.name} differs from runc"
+        if got != want:
+            raise AssertionError(f"{runtime.name} differs from runc:\n{diff(want, got)}")
+
+
+def diff(want: Any, got: Any) -> str:
+    """A unified diff of two values' pretty forms (this module is not assert-rewritten)."""
+    a = _lines(want)
+    b = _lines(got)
+    return "\n".join(difflib.unified_diff(a, b, "runc", "got", lineterm="", n=2))
+
+
+def _lines(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return pprint.pformat(value, width=90).splitlines()
 
 
 @pytest.fixture
@@ -162,7 +178,9 @@ def mount_table(mountinfo: str) -> list[MountRow]:
       crun mounts /sys/fs/cgroup with size=1024k, masks with size=0k tmpfs;
     - what a masked file is bound from: runc and pyrunc bind the container's /dev/null
       (tmpfs, nosuid, rw), crun the host's (devtmpfs, ro); every runtime shows the same
-      empty, unwritable-to-the-kernel file, so such rows read "masked-file".
+      empty, unwritable-to-the-kernel file, so such rows read "masked-file";
+    - the flags of host device nodes bound under /dev (in a user namespace, where mknod is
+      refused): crun adds nosuid,noexec to them, runc and pyrunc do not; only ro/rw is kept.
     """
     rows = []
     for line in mountinfo.splitlines():
@@ -172,11 +190,14 @@ def mount_table(mountinfo: str) -> list[MountRow]:
         f = left.split()
         root, mp, opts = _unescape(f[3]), _unescape(f[4]), f[5].split(",")
         fstype = right.split()[0]
-        flags = ",".join(o for o in MOUNT_FLAGS if o in opts)
-        if root == "/null" and fstype in ("tmpfs", "devtmpfs"):
+        flags = [o for o in MOUNT_FLAGS if o in opts]
+        if mp.startswith("/dev/") and fstype == "devtmpfs":
+            # A host device node bound in (user namespaces, where mknod is refused).
+            rows.append(MountRow(mp, fstype, flags[0]))
+        elif root == "/null" and fstype in ("tmpfs", "devtmpfs"):
             rows.append(MountRow(mp, "masked-file", ""))
         else:
-            rows.append(MountRow(mp, fstype, flags))
+            rows.append(MountRow(mp, fstype, ",".join(flags)))
     return sorted(rows)
 
 
