@@ -416,19 +416,10 @@ def cmd_list(args: types.SimpleNamespace) -> int:
         except ContainerError:
             continue
         status = rt.status(st)
-        rows.append(
-            {
-                "ociVersion": st.config.get("ociVersion", ""),
-                "id": st.id,
-                "pid": 0 if status.value == "stopped" else st.init_pid,
-                "status": status.value,
-                "bundle": st.bundle,
-                "rootfs": st.rootfs,
-                "created": st.created,
-                "annotations": st.annotations or None,
-                "owner": st.owner or "root",
-            }
-        )
+        # As `state` prints it (runc: the same keys, annotations only when there are some).
+        row = st.oci(status)
+        row["owner"] = st.owner or "root"
+        rows.append(row)
     if args.quiet:
         for r in rows:
             print(r["id"])

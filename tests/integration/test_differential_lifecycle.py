@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from tests import probes
 from tests.probes import host_ns, sh, wait_status
 
 pytestmark = [pytest.mark.root]
+reference = probes.reference  # the fixture
 
 
 def test_state_through_the_lifecycle(runtime, bundle, rootfs_template):
@@ -402,3 +404,33 @@ def test_terminal_without_console_socket_refused(runtime, bundle):
     b = bundle(["true"], edit=with_terminal)
     with pytest.raises(AssertionError, match="create exited"):
         runtime.create(b)
+
+
+def _listed(rt, cid: str) -> dict:
+    rows = json.loads(rt.cmd("list", "--format", "json").stdout or b"[]")
+    return next(r for r in rows if r["id"] == cid)
+
+
+def test_list_fields_match_runc(runtime, bundle, reference):
+    """`list --format json` has runc's keys, annotations only when there are some, and the
+    same ociVersion as `state` (crun 1.8 prints fewer keys: not compared)."""
+    if runtime.name == "crun":
+        pytest.skip("crun's list JSON has no ociVersion or rootfs")
+    cid = runtime.create(bundle(["sleep", "100"]))
+    row = _listed(runtime, cid)
+    assert row["ociVersion"] == runtime.state(cid)["ociVersion"]
+    if reference.rt is None:
+        pytest.skip(reference.why)
+    ref_cid = reference.rt.create(bundle(["sleep", "100"]))
+    assert sorted(row) == sorted(_listed(reference.rt, ref_cid))
+
+
+def test_list_shows_annotations(runtime, bundle):
+    def edit(cfg):
+        cfg["annotations"] = {"org.example.key": "value"}
+
+    cid = runtime.create(bundle(["sleep", "100"], edit=edit))
+    row = _listed(runtime, cid)
+    if runtime.name != "crun":  # crun 1.8 leaves annotations out of list
+        assert row["annotations"] == {"org.example.key": "value"}
+    assert row["status"] == "created"
