@@ -79,6 +79,9 @@ def run_init(sys: Syscalls, cfg: InitConfig, chan: Channel, go: dict[str, Any]) 
     state = go.get("state", {})
     run_hooks("createContainer", spec.hooks.get("createContainer", ()), state)
     rootfs.pivot(cfg.no_pivot)
+    # A cwd missing from the image is made (root's, 0755), as runc and crun do: here, in
+    # the new root and before it may turn read-only.
+    os.makedirs(proc.cwd, mode=0o755, exist_ok=True)
     if spec.hostname is not None and spec.namespace("uts") is not None:
         socket.sethostname(spec.hostname)
     if spec.domainname:
