@@ -400,3 +400,28 @@ def test_home_from_env_wins(runtime, bundle):
 
     got = probe(runtime, bundle, 'echo "$HOME"', edit=edit)
     assert (got.code, got.out) == (0, "/tmp\n"), got
+
+
+def test_missing_cwd_is_created(runtime, bundle):
+    def edit(cfg):
+        cfg["process"]["cwd"] = "/newdir/sub"
+
+    got = probe(runtime, bundle, "pwd; stat -c '%a %u' /newdir/sub", edit=edit, writable=True)
+    assert (got.code, got.out) == (0, "/newdir/sub\n755 0\n"), got
+
+
+def test_oom_score_adj_sysctl_umask(runtime, bundle):
+    def edit(cfg):
+        cfg["process"]["oomScoreAdj"] = 123
+        cfg["process"]["user"]["umask"] = 0o027
+        # Namespaced sysctls: the container's network and ipc namespaces are its own.
+        cfg["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1", "kernel.shm_rmid_forced": "1"}
+
+    script = (
+        "cat /proc/self/oom_score_adj /proc/sys/net/ipv4/ip_forward "
+        "/proc/sys/kernel/shm_rmid_forced; umask"
+    )
+    host_value = Path("/proc/sys/kernel/shm_rmid_forced").read_text()
+    got = probe(runtime, bundle, script, edit=edit)
+    assert (got.code, got.out.split()) == (0, ["123", "1", "1", "0027"]), got
+    assert Path("/proc/sys/kernel/shm_rmid_forced").read_text() == host_value
