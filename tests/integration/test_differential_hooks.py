@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -223,9 +222,3 @@ def test_hooks_get_their_args_and_env(runtime, bundle, hook_dir):
     b = bundle(["true"], edit=hooks_edit(hook_dir, prestart=[h]))
     runtime.create(b)
     assert out.read_text() == "my-arg0 zero one from-env nohome\n"
-
-
-@pytest.fixture(autouse=True)
-def _no_stray_hooks(hook_dir):
-    yield
-    shutil.rmtree(hook_dir, ignore_errors=True)

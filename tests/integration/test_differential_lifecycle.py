@@ -223,6 +223,38 @@ def test_exec_process_json(runtime, running, short_tmp):
     assert status["Groups"].split() == ["10"]
 
 
+def test_exec_joins_the_cgroup_and_identity(runtime, bundle, short_tmp):
+    # The exec'd process lands in the init's cgroups and gets the config's process
+    # settings (capabilities, no_new_privs, rlimits) unless the command line says otherwise.
+    def edit(cfg):
+        cfg["process"]["capabilities"]["bounding"].append("CAP_CHOWN")
+        cfg["process"]["rlimits"].append({"type": "RLIMIT_NPROC", "soft": 77, "hard": 88})
+
+    cid = runtime.create(bundle(["sleep", "1000"], edit=edit))
+    runtime.cmd("start", cid)
+    init = runtime.state(cid)["pid"]
+    pid_file = short_tmp / "exec.pid"
+    detached(runtime, "exec", "-d", "--pid-file", str(pid_file), cid, "sleep", "100")
+    pid = int(pid_file.read_text())
+    assert Path(f"/proc/{pid}/cgroup").read_text() == Path(f"/proc/{init}/cgroup").read_text()
+
+    def status(p: int) -> dict[str, str]:
+        wanted = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp")
+        lines = Path(f"/proc/{p}/status").read_text().splitlines()
+        return {k: v.strip() for k, _, v in (x.partition(":") for x in lines) if k in wanted}
+
+    got, want = status(pid), status(init)
+    if runtime.name == "crun":
+        # crun 1.8's exec takes neither noNewPrivileges nor the capability sets from the
+        # config (only the bounding set); runc's and pyrunc's take them all.
+        got = {k: v for k, v in got.items() if k in ("CapBnd", "Seccomp")}
+        want = {k: v for k, v in want.items() if k in ("CapBnd", "Seccomp")}
+    assert got == want
+    limits = Path(f"/proc/{pid}/limits").read_text()
+    assert Path(f"/proc/{init}/limits").read_text() == limits
+    assert "77" in limits and "88" in limits
+
+
 def test_exec_exit_code(runtime, running):
     cid, _ = running
     assert runtime.cmd("exec", cid, "sh", "-c", "exit 3", check=False).returncode == 3

@@ -72,6 +72,7 @@ def test_default_mount_table(runtime, bundle, reference, rootfs_template):
     reference.same(runtime, rows, bundle, MOUNTINFO, table)
 
 
+@pytest.mark.cgroup_v1
 def test_cgroup_mounts(runtime, bundle, reference):
     # The v1 layout: a tmpfs at /sys/fs/cgroup (read-write under every runtime) with one
     # read-only mount per hierarchy the host has.
