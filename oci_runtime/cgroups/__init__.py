@@ -20,20 +20,35 @@ Typical use by the runtime::
 
 Every path can be rooted elsewhere (`root=`, `mountinfo=`), which is how the unit tests drive
 both implementations over fake trees in a temporary directory.
+
+Every pyrunc command is a fresh interpreter, and most (start, state, kill, delete, pause) only
+`load_manager` and read or remove a few files. So this package imports only what a v1
+`load_manager(...).destroy()` needs: the v2 implementation, `Resources`, mountinfo parsing,
+statistics, `CgroupMode` and `CgroupManager` are imported when first used (the last four
+names are exported lazily, through the module `__getattr__`).
 """
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+import os
 
-from oci_runtime.cgroups.files import CgroupError, cgroup_relpath
-from oci_runtime.cgroups.mountinfo import UNIFIED, cgroup_hierarchies, parse_mountinfo
-from oci_runtime.cgroups.resources import Resources
+from oci_runtime.cgroups import files
+from oci_runtime.cgroups.files import UNIFIED, CgroupError, cgroup_relpath, relative_to
 from oci_runtime.cgroups.v1 import CgroupV1
-from oci_runtime.cgroups.v2 import CgroupV2
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+    from typing import Any
+
+    from oci_runtime.cgroups.interface import CgroupManager, CgroupMode
+    from oci_runtime.cgroups.resources import Resources
+    from oci_runtime.cgroups.v2 import CgroupV2
+
+    DEFAULT_ROOT: Path
+    StrPath = str | os.PathLike[str]
+    Warn = Callable[[str], None]
 
 __all__ = [
     "DEFAULT_ROOT",
@@ -48,124 +63,114 @@ __all__ = [
     "new_manager",
 ]
 
-DEFAULT_ROOT = Path("/sys/fs/cgroup")
-MOUNTINFO = Path("/proc/self/mountinfo")
+_ROOT = "/sys/fs/cgroup"
+MOUNTINFO = "/proc/self/mountinfo"
 
 
-class CgroupMode(enum.Enum):
-    LEGACY = "legacy"
-    HYBRID = "hybrid"
-    UNIFIED = "unified"
+def __getattr__(name: str) -> Any:
+    # The lazily exported names (see the module docstring), cached once looked up.
+    value: Any
+    if name == "CgroupMode":
+        from oci_runtime.cgroups.interface import CgroupMode as value
+    elif name == "CgroupManager":
+        from oci_runtime.cgroups.interface import CgroupManager as value
+    elif name == "CgroupV2":
+        from oci_runtime.cgroups.v2 import CgroupV2 as value
+    elif name == "Resources":
+        from oci_runtime.cgroups.resources import Resources as value
+    elif name == "DEFAULT_ROOT":
+        from pathlib import Path
+
+        value = Path(_ROOT)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
-@runtime_checkable
-class CgroupManager(Protocol):
-    """One container's cgroup, in every hierarchy the host has."""
-
-    @property
-    def is_v2(self) -> bool: ...
-
-    def apply(self, pid: int) -> None:
-        """Create the cgroup dirs (idempotent) and move `pid` in; pid <= 0 only creates."""
-        ...
-
-    def set(self, resources: Resources) -> None:
-        """Write the limits `resources` gives; absent fields are left as they are."""
-        ...
-
-    def freeze(self, frozen: bool) -> None:
-        """Freeze or thaw, returning once the kernel reports it done."""
-        ...
-
-    def is_frozen(self) -> bool: ...
-
-    def pids(self) -> list[int]:
-        """Every process in the cgroup or below it, sorted."""
-        ...
-
-    def stats(self) -> dict[str, Any]:
-        """runc's `events --stats` "data" object, filled from what the files give."""
-        ...
-
-    def exists(self) -> bool:
-        """Whether the cgroup dir exists in any hierarchy."""
-        ...
-
-    def destroy(self) -> None:
-        """Remove the cgroup (and cgroups below it), deepest first; its parents stay."""
-        ...
-
-    def paths(self) -> dict[str, str]:
-        """controller → host dir (v2 and v1-hybrid's cgroup2 tree: key ""), for state.json."""
-        ...
-
-    def mounts(self) -> list[tuple[str, str]]:
-        """(name under /sys/fs/cgroup, host dir) for the container's cgroup mounts."""
-        ...
-
-    def oom_kill_count(self) -> int: ...
+def _mode(root: str) -> str:
+    """A `CgroupMode` value, without importing enum for it."""
+    if os.path.exists(f"{root}/cgroup.controllers"):
+        return "unified"
+    if os.path.exists(f"{root}/unified/cgroup.controllers"):
+        return "hybrid"
+    return "legacy"
 
 
-def detect(root: Path = DEFAULT_ROOT) -> CgroupMode:
-    if (root / "cgroup.controllers").exists():
-        return CgroupMode.UNIFIED
-    if (root / "unified" / "cgroup.controllers").exists():
-        return CgroupMode.HYBRID
-    return CgroupMode.LEGACY
+def detect(root: StrPath = _ROOT) -> CgroupMode:
+    from oci_runtime.cgroups.interface import CgroupMode
+
+    return CgroupMode(_mode(os.fspath(root)))
 
 
 def new_manager(
-    cgroups_path: str, *, root: Path = DEFAULT_ROOT, mountinfo: str | None = None
+    cgroups_path: str,
+    *,
+    root: StrPath = _ROOT,
+    mountinfo: str | None = None,
+    warn: Warn | None = None,
 ) -> CgroupManager:
     """The manager for `cgroups_path` (OCI linux.cgroupsPath, relative to each hierarchy
     root whether or not it starts with "/"). Nothing is created until `apply`.
 
     On v1 the hierarchies come from `mountinfo` (the text of /proc/self/mountinfo when not
-    given); only cgroup mounts at or below `root` count.
+    given); only cgroup mounts at or below `root` count. `warn` receives best-effort failures,
+    one line each (stderr when not given).
     """
     rel = cgroup_relpath(cgroups_path)
-    if detect(root) is CgroupMode.UNIFIED:
-        return CgroupV2(root, root / rel)
+    top = os.path.normpath(os.fspath(root))
+    if _mode(top) == "unified":
+        from oci_runtime.cgroups.v2 import CgroupV2
+
+        return CgroupV2(top, os.path.join(top, rel), warn=warn)
+    from oci_runtime.cgroups.mountinfo import cgroup_hierarchies, cgroup_mounts
+
     if mountinfo is None:
-        mountinfo = MOUNTINFO.read_text()
-    hierarchies = cgroup_hierarchies(parse_mountinfo(mountinfo), root)
+        mountinfo = files.read_text(MOUNTINFO)
+    hierarchies = cgroup_hierarchies(cgroup_mounts(mountinfo), top)
     if not any(h.version == 1 for h in hierarchies):
-        raise CgroupError(f"no cgroup v1 hierarchy is mounted under {root}")
-    paths: dict[str, Path] = {}
+        raise CgroupError(f"no cgroup v1 hierarchy is mounted under {top}")
+    paths: dict[str, str] = {}
     for h in hierarchies:
+        d = os.path.join(h.mountpoint, rel)
         for controller in sorted(h.controllers):
-            paths.setdefault(controller, h.mountpoint / rel)
-    return CgroupV1(root, paths)
+            paths.setdefault(controller, d)
+    return CgroupV1(top, paths, warn=warn)
 
 
-def _checked_path(key: str, value: str, root: Path, min_depth: int) -> Path:
+def _checked_path(key: str, value: str, root: str, min_depth: int) -> str:
     # state.json is trusted no more than any file on disk: destroy() rmdirs these paths, so
     # they must stay inside the cgroup tree and below a hierarchy root.
     if not isinstance(value, str):
         raise ValueError(f"cgroup path for {key!r}: expected string, got {type(value).__name__}")
-    path = Path(value)
-    if not path.is_absolute() or ".." in path.parts:
+    if not value.startswith("/") or ".." in value.split("/"):
         raise ValueError(f"cgroup path for {key!r}: {value!r} is not a clean absolute path")
+    path = os.path.normpath(value)
     try:
-        rel = path.relative_to(root)
+        rel = relative_to(path, root)
     except ValueError:
         raise ValueError(f"cgroup path for {key!r}: {value!r} is not under {root}") from None
-    if len(rel.parts) < min_depth:
+    if (rel.count("/") + 1 if rel else 0) < min_depth:
         raise ValueError(f"cgroup path for {key!r}: {value!r} is a hierarchy root")
     return path
 
 
-def load_manager(paths: Mapping[str, str], *, root: Path = DEFAULT_ROOT) -> CgroupManager:
+def load_manager(
+    paths: Mapping[str, str], *, root: StrPath = _ROOT, warn: Warn | None = None
+) -> CgroupManager:
     """Rebuild the manager that returned `paths` from its `paths()`."""
     if not paths:
         raise ValueError("no cgroup paths to load")
-    if detect(root) is CgroupMode.UNIFIED:
+    top = os.path.normpath(os.fspath(root))
+    if _mode(top) == "unified":
         if set(paths) != {UNIFIED}:
             raise ValueError(
-                f"cgroup paths {sorted(paths)} are from a cgroup v1 host, but {root} is cgroup v2"
+                f"cgroup paths {sorted(paths)} are from a cgroup v1 host, but {top} is cgroup v2"
             )
-        return CgroupV2(root, _checked_path(UNIFIED, paths[UNIFIED], root, 1))
-    checked = {key: _checked_path(key, value, root, 2) for key, value in paths.items()}
+        from oci_runtime.cgroups.v2 import CgroupV2
+
+        return CgroupV2(top, _checked_path(UNIFIED, paths[UNIFIED], top, 1), warn=warn)
+    checked = {key: _checked_path(key, value, top, 2) for key, value in paths.items()}
     if set(checked) == {UNIFIED}:
-        raise ValueError(f"cgroup paths are from a cgroup v2 host, but {root} is cgroup v1")
-    return CgroupV1(root, checked)
+        raise ValueError(f"cgroup paths are from a cgroup v2 host, but {top} is cgroup v1")
+    return CgroupV1(top, checked, warn=warn)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from typing import TypeVar
 
     StrPath = str | os.PathLike[str]
-    P = TypeVar("P", str, os.PathLike[str])
+    P = TypeVar("P", bound=str | os.PathLike[str])
 
 #: How Go's runc reports an unlimited value read back as "max" (math.MaxUint64).
 MAX_UINT64 = 2**64 - 1
@@ -92,8 +92,8 @@ def write_all(
         if not refused:
             return
         if len(refused) == len(pending):
-            path, value, exc = refused[0]
-            raise describe_write_error(path, value, exc) from exc
+            path, value, error = refused[0]
+            raise describe_write_error(path, value, error) from error
         pending = [(path, value) for path, value, _ in refused]
 
 
@@ -264,13 +264,11 @@ def wait_for(
 def cgroup_dirs_bottom_up(top: P) -> list[P]:
     """`top` and every directory below it, children before their parents, as the same kind
     of path as `top` (str or Path), so that a caller's `rmdir` gets what it was given."""
-    dirs = _walk_dirs(os.fspath(top))
     # Parents-first order reversed puts every child before its parent.
-    dirs.reverse()
     if isinstance(top, str):
-        return dirs  # type: ignore[return-value]
+        return _walk_dirs(top)[::-1]  # type: ignore[return-value]
     kind = type(top)
-    return [kind(d) for d in dirs]  # type: ignore[call-arg]
+    return [kind(d) for d in _walk_dirs(os.fspath(top))[::-1]]  # type: ignore[call-arg]
 
 
 def remove_cgroup_dir(

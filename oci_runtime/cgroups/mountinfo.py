@@ -11,17 +11,19 @@ newline and backslash as octal (\\040, \\011, \\012, \\134).
 A cgroup v1 hierarchy is a mount of type "cgroup" whose super options (11) name its
 controllers: "rw,cpu,cpuacct" is one hierarchy holding cpu and cpuacct, "rw,name=systemd" a
 named hierarchy with no controller. A mount of type "cgroup2" is the unified hierarchy.
+
+Only `new_manager` needs this module (every `pyrunc create`), so it is imported there.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple would turn every string
+# annotation into a ForwardRef and compile it, which doubles the cost of defining the class.
 
-import re
-from dataclasses import dataclass
-from pathlib import Path
+import os
+from typing import NamedTuple
 
-__all__ = ["Hierarchy", "MountInfo", "cgroup_hierarchies", "parse_mountinfo"]
+from oci_runtime.cgroups.files import UNIFIED
 
-_OCTAL = re.compile(r"\\([0-7]{3})")
+__all__ = ["Hierarchy", "MountInfo", "cgroup_hierarchies", "cgroup_mounts", "parse_mountinfo"]
 
 # Super options of a cgroup mount that are flags, not controllers.
 _NON_CONTROLLER_OPTIONS = frozenset(
@@ -44,12 +46,10 @@ _NON_CONTROLLER_OPTIONS = frozenset(
     }
 )
 
-#: The controller key for the cgroup2 hierarchy, as in `CgroupManager.paths()`.
-UNIFIED = ""
+_CGROUP_FSTYPES = ("cgroup", "cgroup2")
 
 
-@dataclass(frozen=True, slots=True)
-class MountInfo:
+class MountInfo(NamedTuple):
     mount_id: int
     parent_id: int
     major: int
@@ -63,51 +63,71 @@ class MountInfo:
     super_options: str
 
 
-@dataclass(frozen=True, slots=True)
-class Hierarchy:
+class Hierarchy(NamedTuple):
     """One mounted cgroup hierarchy: v1 with its controllers, or v2 with {UNIFIED}."""
 
-    mountpoint: Path
+    mountpoint: str
     controllers: frozenset[str]
     version: int
 
 
 def _unescape(field: str) -> str:
-    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), field)
+    if "\\" not in field:
+        return field
+    # Rare (a mount point with a space in it), so the pattern is compiled on first use only;
+    # json has imported re already in any pyrunc process.
+    import re
+
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _parse_line(line: str) -> MountInfo | None:
+    fields = line.split(" ")
+    try:
+        sep = fields.index("-", 6)
+    except ValueError:
+        return None
+    if len(fields) < sep + 4:
+        return None
+    try:
+        major, minor = (int(x) for x in fields[2].split(":"))
+        return MountInfo(
+            int(fields[0]),
+            int(fields[1]),
+            major,
+            minor,
+            _unescape(fields[3]),
+            _unescape(fields[4]),
+            fields[5],
+            tuple(fields[6:sep]),
+            fields[sep + 1],
+            _unescape(fields[sep + 2]),
+            fields[sep + 3],
+        )
+    except ValueError:
+        return None
 
 
 def parse_mountinfo(text: str) -> list[MountInfo]:
     """Every well-formed line of `text`; malformed lines are skipped, not fatal, because a
     runtime must not fail over a mount it does not care about."""
-    mounts: list[MountInfo] = []
+    return [m for line in text.splitlines() if (m := _parse_line(line)) is not None]
+
+
+def cgroup_mounts(text: str) -> list[MountInfo]:
+    """The cgroup and cgroup2 mounts of `text`, as `parse_mountinfo` gives them.
+
+    A host with many containers has thousands of other mounts; only lines that can be cgroup
+    mounts are split. Paths and sources are escaped, so " - cgroup" occurs in a line only as
+    the separator followed by the fstype.
+    """
+    out: list[MountInfo] = []
     for line in text.splitlines():
-        fields = line.split(" ")
-        try:
-            sep = fields.index("-", 6)
-        except ValueError:
-            continue
-        if len(fields) < sep + 4 or sep < 6:
-            continue
-        try:
-            major, minor = (int(x) for x in fields[2].split(":"))
-            mounts.append(
-                MountInfo(
-                    mount_id=int(fields[0]),
-                    parent_id=int(fields[1]),
-                    major=major,
-                    minor=minor,
-                    root=_unescape(fields[3]),
-                    mountpoint=_unescape(fields[4]),
-                    options=fields[5],
-                    optional=tuple(fields[6:sep]),
-                    fstype=fields[sep + 1],
-                    source=_unescape(fields[sep + 2]),
-                    super_options=fields[sep + 3],
-                )
-            )
-        except ValueError:
-            continue
-    return mounts
+        if " - cgroup" in line:
+            m = _parse_line(line)
+            if m is not None and m.fstype in _CGROUP_FSTYPES:
+                out.append(m)
+    return out
 
 
 def controllers_of(super_options: str) -> frozenset[str]:
@@ -120,21 +140,20 @@ def controllers_of(super_options: str) -> frozenset[str]:
     return frozenset(out)
 
 
-def _is_under(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
-def cgroup_hierarchies(mounts: list[MountInfo], root: Path) -> list[Hierarchy]:
+def cgroup_hierarchies(mounts: list[MountInfo], root: str | os.PathLike[str]) -> list[Hierarchy]:
     """The cgroup hierarchies mounted at or below `root`, one per controller set.
 
     When a hierarchy is mounted twice (a bind mount), the first mount wins, which is the one
     the mount table lists first and the one runc picks too.
     """
+    top = os.path.normpath(os.fspath(root))
+    prefix = top if top.endswith("/") else top + "/"
     found: list[Hierarchy] = []
     seen: set[frozenset[str]] = set()
     for m in mounts:
-        mountpoint = Path(m.mountpoint)
-        if not _is_under(mountpoint, root):
+        # The kernel prints mount points normalized, so comparing names is enough.
+        mountpoint = m.mountpoint
+        if mountpoint != top and not mountpoint.startswith(prefix):
             continue
         if m.fstype == "cgroup":
             controllers = controllers_of(m.super_options)
@@ -147,5 +166,5 @@ def cgroup_hierarchies(mounts: list[MountInfo], root: Path) -> list[Hierarchy]:
         if not controllers or controllers in seen:
             continue
         seen.add(controllers)
-        found.append(Hierarchy(mountpoint=mountpoint, controllers=controllers, version=version))
+        found.append(Hierarchy(mountpoint, controllers, version))
     return found

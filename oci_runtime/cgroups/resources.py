@@ -1,4 +1,4 @@
-"""The OCI runtime-spec `linux.resources` object as frozen dataclasses.
+"""The OCI runtime-spec `linux.resources` object as immutable NamedTuples.
 
 `None` means "not given" everywhere, so that `Resources.merge` (what `pyrunc update` needs) can
 tell "keep the old value" apart from an explicit zero. Lists are stored as tuples.
@@ -9,17 +9,20 @@ ranges (the spec's int64/uint64/uint32/uint16), and every error is one line nami
 runtime-spec asks for forward compatibility; `rdma` and `network` are accepted (network is
 validated) but no cgroup implementation here applies them.
 
-Each field carries its JSON name and kind in `dataclasses.field(metadata=...)`, so one generic
-decoder and encoder serve every object and cannot drift apart from the field list.
+How each field is spelled and checked in JSON is in one table, `_FIELDS`, so one generic
+decoder and encoder serve every object; a unit test keeps the table in step with the fields.
+
+NamedTuples rather than dataclasses because pyrunc is a fresh interpreter per command:
+importing dataclasses (and inspect with it) and building a frozen dataclass cost several times
+more than the decoding itself.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: typing.NamedTuple would turn every string
+# annotation into a ForwardRef and compile it, which doubles the cost of defining the classes.
 
-import dataclasses
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
 
 __all__ = [
     "CPU",
@@ -40,27 +43,137 @@ UINT64 = (0, 2**64 - 1)
 UINT32 = (0, 2**32 - 1)
 UINT16 = (0, 2**16 - 1)
 
-_PAGE_SIZE = re.compile(r"[1-9][0-9]*[KMGTP]?B")
 _DEVICE_TYPES = frozenset({"a", "b", "c", "u", "p"})
 
 Check = Callable[[Any], str | None]
 
 
-def _meta(
-    json: str,
-    kind: Any,
-    *,
-    bounds: tuple[int, int] | None = None,
-    check: Check | None = None,
-    required: bool = False,
-) -> dict[str, Any]:
-    """How a field is spelled and checked in JSON; `kind` is "int", "bool", "str", "strmap",
-    a dataclass, or ("list", dataclass)."""
-    return {"json": json, "kind": kind, "bounds": bounds, "check": check, "required": required}
+class Memory(NamedTuple):
+    limit: int | None = None
+    reservation: int | None = None
+    swap: int | None = None
+    kernel: int | None = None
+    kernel_tcp: int | None = None
+    swappiness: int | None = None
+    disable_oom_killer: bool | None = None
+    use_hierarchy: bool | None = None
+    check_before_update: bool | None = None
+
+
+class CPU(NamedTuple):
+    shares: int | None = None
+    quota: int | None = None
+    burst: int | None = None
+    period: int | None = None
+    realtime_runtime: int | None = None
+    realtime_period: int | None = None
+    cpus: str | None = None
+    mems: str | None = None
+    idle: int | None = None
+
+
+class Pids(NamedTuple):
+    limit: int | None = None
+
+
+class WeightDevice(NamedTuple):
+    major: int | None = None
+    minor: int | None = None
+    weight: int | None = None
+    leaf_weight: int | None = None
+
+
+class ThrottleDevice(NamedTuple):
+    major: int | None = None
+    minor: int | None = None
+    rate: int | None = None
+
+
+class BlockIO(NamedTuple):
+    weight: int | None = None
+    leaf_weight: int | None = None
+    weight_device: tuple[WeightDevice, ...] | None = None
+    throttle_read_bps_device: tuple[ThrottleDevice, ...] | None = None
+    throttle_write_bps_device: tuple[ThrottleDevice, ...] | None = None
+    throttle_read_iops_device: tuple[ThrottleDevice, ...] | None = None
+    throttle_write_iops_device: tuple[ThrottleDevice, ...] | None = None
+
+
+class HugepageLimit(NamedTuple):
+    page_size: str | None = None
+    limit: int | None = None
+
+
+class DeviceRule(NamedTuple):
+    allow: bool | None = None
+    type: str | None = None
+    major: int | None = None
+    minor: int | None = None
+    access: str | None = None
+
+
+class NetworkPriority(NamedTuple):
+    name: str | None = None
+    priority: int | None = None
+
+
+class Network(NamedTuple):
+    class_id: int | None = None
+    priorities: tuple[NetworkPriority, ...] | None = None
+
+
+class Resources(NamedTuple):
+    memory: Memory | None = None
+    cpu: CPU | None = None
+    pids: Pids | None = None
+    block_io: BlockIO | None = None
+    hugepage_limits: tuple[HugepageLimit, ...] | None = None
+    devices: tuple[DeviceRule, ...] | None = None
+    network: Network | None = None
+    unified: dict[str, str] | None = None
+
+    def __hash__(self) -> int:
+        # A dict cannot be hashed; leaving `unified` out keeps Resources usable as a value
+        # (equal values still hash alike: they have equal fields without it too).
+        return hash(
+            (
+                self.memory,
+                self.cpu,
+                self.pids,
+                self.block_io,
+                self.hugepage_limits,
+                self.devices,
+                self.network,
+            )
+        )
+
+    @classmethod
+    def from_dict(cls, d: Any, *, where: str = "linux.resources") -> "Resources":
+        """Decode and validate; `where` prefixes error messages (the JSON path of `d`)."""
+        return _decode(cls, d, where)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The OCI JSON form, with fields that were not given left out."""
+        return _encode(self)
+
+    def merge(self, update: "Resources") -> "Resources":
+        """`update` laid over `self`: what it leaves out keeps the old value.
+
+        Nested objects merge field by field, `unified` key by key; lists (devices,
+        hugepage limits, per-device rules) are replaced whole, since an entry cannot be
+        matched to an old one reliably."""
+        return _merge(self, update)
+
+    def is_empty(self) -> bool:
+        return all(v is None for v in self)
+
+
+# -- the JSON side of every field ------------------------------------------------------------
 
 
 def _page_size_check(v: str) -> str | None:
-    if _PAGE_SIZE.fullmatch(v) is None:
+    # Compiled on first use (re caches it), not at import: most specs set no hugepage limits.
+    if re.fullmatch(r"[1-9][0-9]*[KMGTP]?B", v) is None:
         return f'expected a page size such as "2MB" or "1GB", got {v!r}'
     return None
 
@@ -91,172 +204,105 @@ def _unified_key_check(v: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Memory:
-    limit: int | None = field(default=None, metadata=_meta("limit", "int", bounds=INT64))
-    reservation: int | None = field(
-        default=None, metadata=_meta("reservation", "int", bounds=INT64)
-    )
-    swap: int | None = field(default=None, metadata=_meta("swap", "int", bounds=INT64))
-    kernel: int | None = field(default=None, metadata=_meta("kernel", "int", bounds=INT64))
-    kernel_tcp: int | None = field(default=None, metadata=_meta("kernelTCP", "int", bounds=INT64))
-    swappiness: int | None = field(
-        default=None, metadata=_meta("swappiness", "int", bounds=UINT64, check=_swappiness_check)
-    )
-    disable_oom_killer: bool | None = field(
-        default=None, metadata=_meta("disableOOMKiller", "bool")
-    )
-    use_hierarchy: bool | None = field(default=None, metadata=_meta("useHierarchy", "bool"))
-    check_before_update: bool | None = field(
-        default=None, metadata=_meta("checkBeforeUpdate", "bool")
-    )
+class _F:
+    """How a field is spelled and checked in JSON; `kind` is "int", "bool", "str", "strmap",
+    a NamedTuple class, or ("list", NamedTuple class)."""
+
+    __slots__ = ("bounds", "check", "json", "kind", "required")
+
+    def __init__(
+        self,
+        json: str,
+        kind: Any,
+        bounds: tuple[int, int] | None = None,
+        *,
+        check: Check | None = None,
+        required: bool = False,
+    ) -> None:
+        self.json = json
+        self.kind = kind
+        self.bounds = bounds
+        self.check = check
+        self.required = required
 
 
-@dataclass(frozen=True, slots=True)
-class CPU:
-    shares: int | None = field(default=None, metadata=_meta("shares", "int", bounds=UINT64))
-    quota: int | None = field(default=None, metadata=_meta("quota", "int", bounds=INT64))
-    burst: int | None = field(default=None, metadata=_meta("burst", "int", bounds=UINT64))
-    period: int | None = field(default=None, metadata=_meta("period", "int", bounds=UINT64))
-    realtime_runtime: int | None = field(
-        default=None, metadata=_meta("realtimeRuntime", "int", bounds=INT64)
-    )
-    realtime_period: int | None = field(
-        default=None, metadata=_meta("realtimePeriod", "int", bounds=UINT64)
-    )
-    cpus: str | None = field(default=None, metadata=_meta("cpus", "str"))
-    mems: str | None = field(default=None, metadata=_meta("mems", "str"))
-    idle: int | None = field(default=None, metadata=_meta("idle", "int", bounds=INT64))
-
-
-@dataclass(frozen=True, slots=True)
-class Pids:
-    limit: int | None = field(default=None, metadata=_meta("limit", "int", bounds=INT64))
-
-
-@dataclass(frozen=True, slots=True)
-class WeightDevice:
-    major: int | None = field(
-        default=None, metadata=_meta("major", "int", bounds=INT64, required=True)
-    )
-    minor: int | None = field(
-        default=None, metadata=_meta("minor", "int", bounds=INT64, required=True)
-    )
-    weight: int | None = field(default=None, metadata=_meta("weight", "int", bounds=UINT16))
-    leaf_weight: int | None = field(
-        default=None, metadata=_meta("leafWeight", "int", bounds=UINT16)
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class ThrottleDevice:
-    major: int | None = field(
-        default=None, metadata=_meta("major", "int", bounds=INT64, required=True)
-    )
-    minor: int | None = field(
-        default=None, metadata=_meta("minor", "int", bounds=INT64, required=True)
-    )
-    rate: int | None = field(
-        default=None, metadata=_meta("rate", "int", bounds=UINT64, required=True)
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class BlockIO:
-    weight: int | None = field(default=None, metadata=_meta("weight", "int", bounds=UINT16))
-    leaf_weight: int | None = field(
-        default=None, metadata=_meta("leafWeight", "int", bounds=UINT16)
-    )
-    weight_device: tuple[WeightDevice, ...] | None = field(
-        default=None, metadata=_meta("weightDevice", ("list", WeightDevice))
-    )
-    throttle_read_bps_device: tuple[ThrottleDevice, ...] | None = field(
-        default=None, metadata=_meta("throttleReadBpsDevice", ("list", ThrottleDevice))
-    )
-    throttle_write_bps_device: tuple[ThrottleDevice, ...] | None = field(
-        default=None, metadata=_meta("throttleWriteBpsDevice", ("list", ThrottleDevice))
-    )
-    throttle_read_iops_device: tuple[ThrottleDevice, ...] | None = field(
-        default=None, metadata=_meta("throttleReadIOPSDevice", ("list", ThrottleDevice))
-    )
-    throttle_write_iops_device: tuple[ThrottleDevice, ...] | None = field(
-        default=None, metadata=_meta("throttleWriteIOPSDevice", ("list", ThrottleDevice))
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class HugepageLimit:
-    page_size: str | None = field(
-        default=None, metadata=_meta("pageSize", "str", check=_page_size_check, required=True)
-    )
-    limit: int | None = field(
-        default=None, metadata=_meta("limit", "int", bounds=UINT64, required=True)
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceRule:
-    allow: bool | None = field(default=None, metadata=_meta("allow", "bool", required=True))
-    type: str | None = field(default=None, metadata=_meta("type", "str", check=_device_type_check))
-    major: int | None = field(default=None, metadata=_meta("major", "int", bounds=INT64))
-    minor: int | None = field(default=None, metadata=_meta("minor", "int", bounds=INT64))
-    access: str | None = field(default=None, metadata=_meta("access", "str", check=_access_check))
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkPriority:
-    name: str | None = field(default=None, metadata=_meta("name", "str", required=True))
-    priority: int | None = field(
-        default=None, metadata=_meta("priority", "int", bounds=UINT32, required=True)
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Network:
-    class_id: int | None = field(default=None, metadata=_meta("classID", "int", bounds=UINT32))
-    priorities: tuple[NetworkPriority, ...] | None = field(
-        default=None, metadata=_meta("priorities", ("list", NetworkPriority))
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Resources:
-    memory: Memory | None = field(default=None, metadata=_meta("memory", Memory))
-    cpu: CPU | None = field(default=None, metadata=_meta("cpu", CPU))
-    pids: Pids | None = field(default=None, metadata=_meta("pids", Pids))
-    block_io: BlockIO | None = field(default=None, metadata=_meta("blockIO", BlockIO))
-    hugepage_limits: tuple[HugepageLimit, ...] | None = field(
-        default=None, metadata=_meta("hugepageLimits", ("list", HugepageLimit))
-    )
-    devices: tuple[DeviceRule, ...] | None = field(
-        default=None, metadata=_meta("devices", ("list", DeviceRule))
-    )
-    network: Network | None = field(default=None, metadata=_meta("network", Network))
-    # A dict cannot be hashed; leaving it out of the hash keeps Resources usable as a value.
-    unified: dict[str, str] | None = field(
-        default=None, hash=False, metadata=_meta("unified", "strmap", check=_unified_key_check)
-    )
-
-    @classmethod
-    def from_dict(cls, d: Any, *, where: str = "linux.resources") -> Resources:
-        """Decode and validate; `where` prefixes error messages (the JSON path of `d`)."""
-        return _decode(cls, d, where)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The OCI JSON form, with fields that were not given left out."""
-        return _encode(self)
-
-    def merge(self, update: Resources) -> Resources:
-        """`update` laid over `self`: what it leaves out keeps the old value.
-
-        Nested objects merge field by field, `unified` key by key; lists (devices,
-        hugepage limits, per-device rules) are replaced whole, since an entry cannot be
-        matched to an old one reliably."""
-        return _merge(self, update)
-
-    def is_empty(self) -> bool:
-        return all(getattr(self, f.name) is None for f in dataclasses.fields(self))
-
+#: class → {field name: its JSON form}, in field order.
+_FIELDS: dict[type, dict[str, _F]] = {
+    Memory: {
+        "limit": _F("limit", "int", INT64),
+        "reservation": _F("reservation", "int", INT64),
+        "swap": _F("swap", "int", INT64),
+        "kernel": _F("kernel", "int", INT64),
+        "kernel_tcp": _F("kernelTCP", "int", INT64),
+        "swappiness": _F("swappiness", "int", UINT64, check=_swappiness_check),
+        "disable_oom_killer": _F("disableOOMKiller", "bool"),
+        "use_hierarchy": _F("useHierarchy", "bool"),
+        "check_before_update": _F("checkBeforeUpdate", "bool"),
+    },
+    CPU: {
+        "shares": _F("shares", "int", UINT64),
+        "quota": _F("quota", "int", INT64),
+        "burst": _F("burst", "int", UINT64),
+        "period": _F("period", "int", UINT64),
+        "realtime_runtime": _F("realtimeRuntime", "int", INT64),
+        "realtime_period": _F("realtimePeriod", "int", UINT64),
+        "cpus": _F("cpus", "str"),
+        "mems": _F("mems", "str"),
+        "idle": _F("idle", "int", INT64),
+    },
+    Pids: {
+        "limit": _F("limit", "int", INT64),
+    },
+    WeightDevice: {
+        "major": _F("major", "int", INT64, required=True),
+        "minor": _F("minor", "int", INT64, required=True),
+        "weight": _F("weight", "int", UINT16),
+        "leaf_weight": _F("leafWeight", "int", UINT16),
+    },
+    ThrottleDevice: {
+        "major": _F("major", "int", INT64, required=True),
+        "minor": _F("minor", "int", INT64, required=True),
+        "rate": _F("rate", "int", UINT64, required=True),
+    },
+    BlockIO: {
+        "weight": _F("weight", "int", UINT16),
+        "leaf_weight": _F("leafWeight", "int", UINT16),
+        "weight_device": _F("weightDevice", ("list", WeightDevice)),
+        "throttle_read_bps_device": _F("throttleReadBpsDevice", ("list", ThrottleDevice)),
+        "throttle_write_bps_device": _F("throttleWriteBpsDevice", ("list", ThrottleDevice)),
+        "throttle_read_iops_device": _F("throttleReadIOPSDevice", ("list", ThrottleDevice)),
+        "throttle_write_iops_device": _F("throttleWriteIOPSDevice", ("list", ThrottleDevice)),
+    },
+    HugepageLimit: {
+        "page_size": _F("pageSize", "str", check=_page_size_check, required=True),
+        "limit": _F("limit", "int", UINT64, required=True),
+    },
+    DeviceRule: {
+        "allow": _F("allow", "bool", required=True),
+        "type": _F("type", "str", check=_device_type_check),
+        "major": _F("major", "int", INT64),
+        "minor": _F("minor", "int", INT64),
+        "access": _F("access", "str", check=_access_check),
+    },
+    NetworkPriority: {
+        "name": _F("name", "str", required=True),
+        "priority": _F("priority", "int", UINT32, required=True),
+    },
+    Network: {
+        "class_id": _F("classID", "int", UINT32),
+        "priorities": _F("priorities", ("list", NetworkPriority)),
+    },
+    Resources: {
+        "memory": _F("memory", Memory),
+        "cpu": _F("cpu", CPU),
+        "pids": _F("pids", Pids),
+        "block_io": _F("blockIO", BlockIO),
+        "hugepage_limits": _F("hugepageLimits", ("list", HugepageLimit)),
+        "devices": _F("devices", ("list", DeviceRule)),
+        "network": _F("network", Network),
+        "unified": _F("unified", "strmap", check=_unified_key_check),
+    },
+}
 
 T = TypeVar("T")
 
@@ -269,38 +315,32 @@ def _decode(cls: type[T], d: Any, where: str) -> T:
     if not isinstance(d, dict):
         raise ValueError(f"{where}: expected object, got {_type_name(d)}")
     values: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        meta = f.metadata
-        key = meta["json"]
-        path = f"{where}.{key}"
-        raw = d.get(key)
+    for name, f in _FIELDS[cls].items():
+        raw = d.get(f.json)
         if raw is None:
             # JSON null is treated like an absent key: Go's encoder writes null for nil pointers.
-            if meta["required"]:
-                raise ValueError(f"{path}: required")
+            if f.required:
+                raise ValueError(f"{where}.{f.json}: required")
             continue
-        values[f.name] = _decode_value(meta, raw, path)
+        values[name] = _decode_value(f, raw, f"{where}.{f.json}")
     return cls(**values)
 
 
-def _decode_value(meta: Mapping[str, Any], raw: Any, path: str) -> Any:
-    kind = meta["kind"]
-    check: Check | None = meta["check"]
+def _decode_value(f: _F, raw: Any, path: str) -> Any:
+    kind = f.kind
+    check = f.check
     if kind == "int":
         if not isinstance(raw, int) or isinstance(raw, bool):
             raise ValueError(f"{path}: expected integer, got {_type_name(raw)}")
-        lo, hi = meta["bounds"]
+        lo, hi = f.bounds  # type: ignore[misc]
         if not lo <= raw <= hi:
             raise ValueError(f"{path}: {raw} is out of range {lo}..{hi}")
-        value: Any = raw
     elif kind == "bool":
         if not isinstance(raw, bool):
             raise ValueError(f"{path}: expected boolean, got {_type_name(raw)}")
-        value = raw
     elif kind == "str":
         if not isinstance(raw, str):
             raise ValueError(f"{path}: expected string, got {_type_name(raw)}")
-        value = raw
     elif kind == "strmap":
         if not isinstance(raw, dict):
             raise ValueError(f"{path}: expected object, got {_type_name(raw)}")
@@ -313,44 +353,44 @@ def _decode_value(meta: Mapping[str, Any], raw: Any, path: str) -> Any:
     elif isinstance(kind, tuple):
         if not isinstance(raw, list):
             raise ValueError(f"{path}: expected array, got {_type_name(raw)}")
-        return tuple(_decode(kind[1], item, f"{path}[{i}]") for i, item in enumerate(raw))
+        item_cls = kind[1]
+        return tuple(_decode(item_cls, item, f"{path}[{i}]") for i, item in enumerate(raw))
     else:
         return _decode(kind, raw, path)
-    if check is not None and (msg := check(value)) is not None:
+    if check is not None and (msg := check(raw)) is not None:
         raise ValueError(f"{path}: {msg}")
-    return value
+    return raw
 
 
 def _encode(obj: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
+    for name, f in _FIELDS[type(obj)].items():
+        value = getattr(obj, name)
         if value is None:
             continue
-        kind = f.metadata["kind"]
+        kind = f.kind
         if isinstance(kind, tuple):
-            out[f.metadata["json"]] = [_encode(item) for item in value]
-        elif dataclasses.is_dataclass(kind):
-            out[f.metadata["json"]] = _encode(value)
+            out[f.json] = [_encode(item) for item in value]
+        elif isinstance(kind, type):
+            out[f.json] = _encode(value)
         elif kind == "strmap":
-            out[f.metadata["json"]] = dict(value)
+            out[f.json] = dict(value)
         else:
-            out[f.metadata["json"]] = value
+            out[f.json] = value
     return out
 
 
-def _merge(old: T, new: T) -> T:
+def _merge(old: Any, new: Any) -> Any:
     changes: dict[str, Any] = {}
-    for f in dataclasses.fields(old):  # type: ignore[arg-type]
-        mine = getattr(old, f.name)
-        theirs = getattr(new, f.name)
+    for name, f in _FIELDS[type(old)].items():
+        theirs = getattr(new, name)
         if theirs is None:
             continue
-        kind = f.metadata["kind"]
-        if mine is not None and dataclasses.is_dataclass(kind):
-            changes[f.name] = _merge(mine, theirs)
-        elif mine is not None and kind == "strmap":
-            changes[f.name] = {**mine, **theirs}
+        mine = getattr(old, name)
+        if mine is not None and isinstance(f.kind, type):
+            changes[name] = _merge(mine, theirs)
+        elif mine is not None and f.kind == "strmap":
+            changes[name] = {**mine, **theirs}
         else:
-            changes[f.name] = theirs
-    return dataclasses.replace(old, **changes)  # type: ignore[type-var]
+            changes[name] = theirs
+    return old._replace(**changes)

@@ -42,20 +42,19 @@ are shared by every container, and removing one races with another container's a
 from __future__ import annotations
 
 import errno
-import logging
 import os
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 from oci_runtime.cgroups import files
-from oci_runtime.cgroups.files import CgroupError
-from oci_runtime.cgroups.mountinfo import UNIFIED
-from oci_runtime.cgroups.resources import BlockIO, DeviceRule, Resources
+from oci_runtime.cgroups.files import UNIFIED, CgroupError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
+
+    from oci_runtime.cgroups.resources import BlockIO, DeviceRule, Resources
 
 __all__ = ["CgroupV1", "device_writes", "resource_files"]
-
-log = logging.getLogger(__name__)
 
 MEMSW = ("memory", "memory.memsw.limit_in_bytes")
 
@@ -176,40 +175,45 @@ def device_writes(rules: tuple[DeviceRule, ...] | None) -> list[tuple[str, str]]
     return out
 
 
-def _hierarchy_name(root: Path, path: Path) -> str:
+def _hierarchy_name(root: str, path: str) -> str:
     """The directory under `root` where a hierarchy is mounted, e.g. "cpu,cpuacct"."""
-    rel = path.relative_to(root)
-    return rel.parts[0] if rel.parts else ""
+    return files.relative_to(path, root).split("/", 1)[0]
 
 
 class CgroupV1:
-    """A container's cgroup in every v1 hierarchy; `paths` maps controller → its directory."""
+    """A container's cgroup in every v1 hierarchy; `paths` maps controller → its directory.
+
+    Best-effort failures (joining the hybrid cgroup2 tree, swap accounting being off) go to
+    `warn`, one line each; stderr by default.
+    """
 
     is_v2 = False
 
     def __init__(
         self,
-        root: Path,
-        paths: Mapping[str, Path],
+        root: str | os.PathLike[str],
+        paths: Mapping[str, str | os.PathLike[str]],
         *,
         freeze_timeout: float = 5.0,
         rmdir_timeout: float = 2.0,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
-        self.root = root
-        self._paths = {name: Path(p) for name, p in paths.items()}
+        self.root = os.path.normpath(os.fspath(root))
+        self._paths = {name: os.path.normpath(os.fspath(p)) for name, p in paths.items()}
         self.freeze_timeout = freeze_timeout
         self.rmdir_timeout = rmdir_timeout
+        self._warn = warn or files.warn
 
     def __repr__(self) -> str:
         return f"CgroupV1(root={self.root!r}, paths={self._paths!r})"
 
-    def _dirs(self) -> list[Path]:
+    def _dirs(self) -> list[str]:
         return files.unique(self._paths.values())
 
-    def _v1_dirs(self) -> list[Path]:
+    def _v1_dirs(self) -> list[str]:
         return files.unique(p for name, p in self._paths.items() if name != UNIFIED)
 
-    def _dir(self, controller: str, what: str) -> Path:
+    def _dir(self, controller: str, what: str) -> str:
         try:
             return self._paths[controller]
         except KeyError:
@@ -223,63 +227,73 @@ class CgroupV1:
     def apply(self, pid: int) -> None:
         """Create the cgroup in every hierarchy and move `pid` into it; idempotent, so it
         also serves to add an exec'd process. A pid <= 0 only creates the directories."""
-        for d in self._v1_dirs():
+        dirs = self._v1_dirs()
+        for d in dirs:
             try:
-                d.mkdir(parents=True, exist_ok=True)
+                files.make_dirs(d)
             except OSError as exc:
                 raise CgroupError(f"cannot create {d}: {exc.strerror or exc}") from exc
-        if "cpuset" in self._paths:
-            self._fill_cpuset(self._paths["cpuset"])
+        cpuset = self._paths.get("cpuset")
+        if cpuset is not None:
+            self._fill_cpuset(cpuset)
         if pid > 0:
-            writes = [(d / "cgroup.procs", str(pid)) for d in self._v1_dirs()]
-            files.write_all(writes, retry_einval=False)
+            # Most of apply's time is the kernel's, not ours: the first cgroup.procs write
+            # of a migration waits for an RCU grace period (cgroup_threadgroup_rwsem).
+            files.write_all([(f"{d}/cgroup.procs", str(pid)) for d in dirs], retry_einval=False)
         unified = self._paths.get(UNIFIED)
         if unified is not None:
             # Joining the hybrid cgroup2 tree only helps tools that track processes there
             # (systemd); a host where that fails must still run containers.
             try:
-                unified.mkdir(parents=True, exist_ok=True)
+                files.make_dirs(unified)
                 if pid > 0:
-                    files.write_value(unified / "cgroup.procs", str(pid))
+                    files.write_value(f"{unified}/cgroup.procs", str(pid))
             except OSError as exc:
-                log.warning("cannot join the hybrid cgroup2 hierarchy at %s: %s", unified, exc)
+                self._warn(f"cannot join the hybrid cgroup2 hierarchy at {unified}: {exc}")
 
-    def _fill_cpuset(self, leaf: Path) -> None:
+    def _fill_cpuset(self, leaf: str) -> None:
         # A new cpuset cgroup starts with empty cpus and mems, and no task can join it until
-        # both are filled; copy them down from the nearest ancestor that has them.
+        # both are filled; copy them down from the nearest ancestor that has them. Only
+        # empty ones are written: just the new leaf below an existing parent, none on exec.
         for name in ("cpuset.cpus", "cpuset.mems"):
-            empty: list[Path] = []
+            empty: list[str] = []
             d = leaf
-            while not (value := files.read_optional(d / name)):
+            while not (value := files.read_optional(f"{d}/{name}")):
                 if value is None or d == self.root:
-                    raise CgroupError(f"cannot inherit {name} for {leaf}: {d / name} unreadable")
+                    raise CgroupError(f"cannot inherit {name} for {leaf}: {d}/{name} unreadable")
                 empty.append(d)
-                d = d.parent
+                d = os.path.dirname(d)
             for child in reversed(empty):
+                path = f"{child}/{name}"
                 try:
-                    files.write_value(child / name, value)
+                    files.write_value(path, value)
                 except OSError as exc:
-                    raise files.describe_write_error(child / name, value, exc) from exc
+                    raise files.describe_write_error(path, value, exc) from exc
 
     def set(self, resources: Resources) -> None:
         wanted = resource_files(resources)
-        writes: list[tuple[Path, str]] = []
+        writes: list[tuple[str, str]] = []
+        present: set[str] = set()
         for (controller, name), value in wanted.items():
             d = self._dir(controller, name)
-            if not d.is_dir():
-                raise CgroupError(f"cannot set {name}: cgroup {d} does not exist")
-            path = d / name
-            if (controller, name) == MEMSW and not path.exists():
-                log.warning("swap accounting is off (%s missing): swap limit not set", path)
+            if d not in present:
+                if not os.path.isdir(d):
+                    raise CgroupError(f"cannot set {name}: cgroup {d} does not exist")
+                present.add(d)
+            path = f"{d}/{name}"
+            if (controller, name) == MEMSW and not os.path.exists(path):
+                self._warn(f"swap accounting is off ({path} missing): swap limit not set")
                 continue
-            if name in _BFQ_NAMES and not path.exists() and (d / _BFQ_NAMES[name]).exists():
-                path = d / _BFQ_NAMES[name]
+            if name in _BFQ_NAMES and not os.path.exists(path):
+                bfq = f"{d}/{_BFQ_NAMES[name]}"
+                if os.path.exists(bfq):
+                    path = bfq
             writes.extend(files.split_lines(path, value))
         files.write_all(writes)
         devices = device_writes(resources.devices)
         if devices:
             d = self._dir("devices", "linux.resources.devices")
-            files.write_all([(d / name, line) for name, line in devices], retry_einval=False)
+            files.write_all([(f"{d}/{name}", line) for name, line in devices], retry_einval=False)
 
     def destroy(self) -> None:
         problems: list[CgroupError] = []
@@ -292,12 +306,12 @@ class CgroupV1:
             raise CgroupError("; ".join(str(p) for p in problems), errno=problems[0].errno)
 
     def exists(self) -> bool:
-        return any(d.is_dir() for d in self._dirs())
+        return any(os.path.isdir(d) for d in self._dirs())
 
     # -- freezer -------------------------------------------------------------------------
 
-    def _freezer_state(self) -> Path:
-        return self._dir("freezer", "freeze") / "freezer.state"
+    def _freezer_state(self) -> str:
+        return f"{self._dir('freezer', 'freeze')}/freezer.state"
 
     def freeze(self, frozen: bool) -> None:
         path = self._freezer_state()
@@ -349,7 +363,7 @@ class CgroupV1:
         return sorted(found)
 
     def paths(self) -> dict[str, str]:
-        return {name: str(p) for name, p in self._paths.items()}
+        return dict(self._paths)
 
     def mounts(self) -> list[tuple[str, str]]:
         """Hierarchies as a container's /sys/fs/cgroup shows them. The hybrid cgroup2
@@ -358,136 +372,18 @@ class CgroupV1:
         for name, p in self._paths.items():
             if name == UNIFIED:
                 continue
-            out.setdefault(_hierarchy_name(self.root, p), str(p))
+            out.setdefault(_hierarchy_name(self.root, p), p)
         return sorted(out.items())
 
     def oom_kill_count(self) -> int:
         d = self._paths.get("memory")
         if d is None:
             return 0
-        text = files.read_optional(d / "memory.oom_control") or ""
+        text = files.read_optional(f"{d}/memory.oom_control") or ""
         return files.parse_flat_keyed(text).get("oom_kill", 0)
 
     def stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        cpu = self._cpu_stats()
-        if cpu:
-            out["cpu"] = cpu
-        if (d := self._paths.get("memory")) is not None and d.is_dir():
-            out["memory"] = memory_stats(d)
-        if (d := self._paths.get("pids")) is not None and d.is_dir():
-            out["pids"] = {
-                "current": files.read_int(d / "pids.current"),
-                # runc reports an unlimited pids.max as 0.
-                "limit": files.read_int(d / "pids.max", max_value=0),
-            }
-        if (d := self._paths.get("blkio")) is not None and d.is_dir():
-            out["blkio"] = blkio_stats(d)
-        if (d := self._paths.get("hugetlb")) is not None and d.is_dir():
-            out["hugetlb"] = hugetlb_stats(d)
-        return out
+        # Only `pyrunc events --stats` reads statistics: the other commands skip its code.
+        from oci_runtime.cgroups import stats
 
-    def _cpu_stats(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if (d := self._paths.get("cpuacct")) is not None and d.is_dir():
-            out["usage"] = cpuacct_stats(d)
-        if (d := self._paths.get("cpu")) is not None and d.is_dir():
-            stat = files.parse_flat_keyed(files.read_optional(d / "cpu.stat") or "")
-            out["throttling"] = {
-                "periods": stat.get("nr_periods", 0),
-                "throttledPeriods": stat.get("nr_throttled", 0),
-                "throttledTime": stat.get("throttled_time", 0),
-            }
-        return out
-
-
-def cpuacct_stats(d: Path) -> dict[str, Any]:
-    usage: dict[str, Any] = {"total": files.read_int(d / "cpuacct.usage")}
-    percpu = files.read_optional(d / "cpuacct.usage_percpu")
-    if percpu:
-        usage["percpu"] = [int(x) for x in percpu.split()]
-    per_mode = files.read_optional(d / "cpuacct.usage_all")
-    if per_mode:
-        kernel, user = [], []
-        for line in per_mode.splitlines()[1:]:
-            parts = line.split()
-            if len(parts) == 3:
-                user.append(int(parts[1]))
-                kernel.append(int(parts[2]))
-        usage["percpu_kernel"] = kernel
-        usage["percpu_user"] = user
-    sys_ns = files.read_optional(d / "cpuacct.usage_sys")
-    user_ns = files.read_optional(d / "cpuacct.usage_user")
-    if sys_ns is not None and user_ns is not None:
-        usage["kernel"] = int(sys_ns)
-        usage["user"] = int(user_ns)
-    else:
-        # Older kernels only give clock ticks.
-        ticks = files.parse_flat_keyed(files.read_optional(d / "cpuacct.stat") or "")
-        ns_per_tick = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
-        usage["kernel"] = ticks.get("system", 0) * ns_per_tick
-        usage["user"] = ticks.get("user", 0) * ns_per_tick
-    return usage
-
-
-def _memory_entry(d: Path, prefix: str) -> dict[str, int]:
-    return {
-        "limit": files.read_int(d / f"{prefix}.limit_in_bytes"),
-        "usage": files.read_int(d / f"{prefix}.usage_in_bytes"),
-        "max": files.read_int(d / f"{prefix}.max_usage_in_bytes"),
-        "failcnt": files.read_int(d / f"{prefix}.failcnt"),
-    }
-
-
-def memory_stats(d: Path) -> dict[str, Any]:
-    raw = files.parse_flat_keyed(files.read_optional(d / "memory.stat") or "")
-    out: dict[str, Any] = {
-        "cache": raw.get("total_cache", raw.get("cache", 0)),
-        "usage": _memory_entry(d, "memory"),
-    }
-    if (d / "memory.memsw.usage_in_bytes").exists():
-        out["swap"] = _memory_entry(d, "memory.memsw")
-    if (d / "memory.kmem.usage_in_bytes").exists():
-        out["kernel"] = _memory_entry(d, "memory.kmem")
-    if (d / "memory.kmem.tcp.usage_in_bytes").exists():
-        out["kernelTCP"] = _memory_entry(d, "memory.kmem.tcp")
-    out["raw"] = raw
-    return out
-
-
-def blkio_stats(d: Path) -> dict[str, Any]:
-    def entries(*names: str) -> list[dict[str, int | str]]:
-        # The CFQ files are the richer ones; without CFQ only the throttle layer counts.
-        for name in names:
-            text = files.read_optional(d / name)
-            if text is not None:
-                return files.parse_blkio_v1(text)
-        return []
-
-    out = {
-        "ioServiceBytesRecursive": entries(
-            "blkio.io_service_bytes_recursive", "blkio.throttle.io_service_bytes_recursive"
-        ),
-        "ioServicedRecursive": entries(
-            "blkio.io_serviced_recursive", "blkio.throttle.io_serviced_recursive"
-        ),
-        "ioQueueRecursive": entries("blkio.io_queued_recursive"),
-        "ioServiceTimeRecursive": entries("blkio.io_service_time_recursive"),
-        "ioWaitTimeRecursive": entries("blkio.io_wait_time_recursive"),
-        "ioMergedRecursive": entries("blkio.io_merged_recursive"),
-        "ioTimeRecursive": entries("blkio.time_recursive"),
-        "sectorsRecursive": entries("blkio.sectors_recursive"),
-    }
-    return {k: v for k, v in out.items() if v}
-
-
-def hugetlb_stats(d: Path) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for entry in sorted(d.glob("hugetlb.*.limit_in_bytes")):
-        size = entry.name.split(".")[1]
-        out[size] = {
-            "usage": files.read_int(d / f"hugetlb.{size}.usage_in_bytes"),
-            "max": files.read_int(d / f"hugetlb.{size}.max_usage_in_bytes"),
-            "failcnt": files.read_int(d / f"hugetlb.{size}.failcnt"),
-        }
-    return out
+        return stats.v1_stats(self._paths)

@@ -39,14 +39,17 @@ cgroup and anything below it, never its parents (see v1's docstring for why).
 from __future__ import annotations
 
 import errno
-import logging
-from pathlib import Path
-from typing import Any
+import os
 
 from oci_runtime.cgroups import files
-from oci_runtime.cgroups.files import CgroupError
-from oci_runtime.cgroups.mountinfo import UNIFIED
-from oci_runtime.cgroups.resources import BlockIO, Resources
+from oci_runtime.cgroups.files import UNIFIED, CgroupError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from oci_runtime.cgroups.resources import BlockIO, Resources
 
 __all__ = [
     "CgroupV2",
@@ -55,8 +58,6 @@ __all__ = [
     "resource_files",
     "shares_to_weight",
 ]
-
-log = logging.getLogger(__name__)
 
 MIN_SHARES, MAX_SHARES = 2, 262144
 MIN_BLKIO_WEIGHT, MAX_BLKIO_WEIGHT = 10, 1000
@@ -191,22 +192,28 @@ def resource_files(res: Resources, *, bfq: bool = False) -> dict[str, str]:
 
 
 class CgroupV2:
-    """A container's cgroup in the unified hierarchy mounted at `root`."""
+    """A container's cgroup in the unified hierarchy mounted at `root`.
+
+    Best-effort failures (swap accounting being off) go to `warn`, one line each; stderr by
+    default.
+    """
 
     is_v2 = True
 
     def __init__(
         self,
-        root: Path,
-        path: Path,
+        root: str | os.PathLike[str],
+        path: str | os.PathLike[str],
         *,
         freeze_timeout: float = 5.0,
         rmdir_timeout: float = 2.0,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
-        self.root = root
-        self.path = path
+        self.root = os.path.normpath(os.fspath(root))
+        self.path = os.path.normpath(os.fspath(path))
         self.freeze_timeout = freeze_timeout
         self.rmdir_timeout = rmdir_timeout
+        self._warn = warn or files.warn
 
     def __repr__(self) -> str:
         return f"CgroupV2(root={self.root!r}, path={self.path!r})"
@@ -216,50 +223,52 @@ class CgroupV2:
     def apply(self, pid: int) -> None:
         """Create the cgroup (enabling controllers on the way down) and move `pid` into it;
         idempotent, so it also adds exec'd processes. A pid <= 0 only creates it."""
-        rel = self.path.relative_to(self.root)
+        rel = files.relative_to(self.path, self.root)
         d = self.root
-        for part in rel.parts:
+        for part in rel.split("/") if rel else ():
             self._enable_controllers(d)
-            d = d / part
+            d = os.path.join(d, part)
             try:
-                d.mkdir(exist_ok=True)
+                files.make_dirs(d)
             except OSError as exc:
                 raise CgroupError(f"cannot create {d}: {exc.strerror or exc}") from exc
         if pid > 0:
-            files.write_all([(self.path / "cgroup.procs", str(pid))], retry_einval=False)
+            files.write_all([(f"{self.path}/cgroup.procs", str(pid))], retry_einval=False)
 
-    def _enable_controllers(self, d: Path) -> None:
-        available = (files.read_optional(d / "cgroup.controllers") or "").split()
+    def _enable_controllers(self, d: str) -> None:
+        available = (files.read_optional(f"{d}/cgroup.controllers") or "").split()
         if not available:
             return
-        enabled = set((files.read_optional(d / "cgroup.subtree_control") or "").split())
+        control = f"{d}/cgroup.subtree_control"
+        enabled = set((files.read_optional(control) or "").split())
         missing = [c for c in available if c not in enabled]
         if not missing:
             return
-        control = d / "cgroup.subtree_control"
         try:
             files.write_value(control, " ".join(f"+{c}" for c in missing))
             return
-        except OSError as exc:
-            first_error = exc
+        except OSError:
+            pass
         # One refused controller (say, cpu with realtime tasks around, or EBUSY because the
-        # parent holds processes) must not keep the others off: try them one by one.
+        # parent holds processes) must not keep the others off: try them one by one. What
+        # stays off is reported by `set`, as the missing file of the limit that needs it.
         for c in missing:
             try:
                 files.write_value(control, f"+{c}")
-            except OSError as exc:
-                log.debug("cannot enable %s in %s: %s (first: %s)", c, control, exc, first_error)
+            except OSError:
+                pass
 
     def set(self, resources: Resources) -> None:
-        bfq = not (self.path / "io.weight").exists() and (self.path / "io.bfq.weight").exists()
+        d = self.path
+        bfq = not os.path.exists(f"{d}/io.weight") and os.path.exists(f"{d}/io.bfq.weight")
         wanted = resource_files(resources, bfq=bfq)
-        if wanted and not self.path.is_dir():
-            raise CgroupError(f"cannot set resources: cgroup {self.path} does not exist")
-        writes: list[tuple[Path, str]] = []
+        if wanted and not os.path.isdir(d):
+            raise CgroupError(f"cannot set resources: cgroup {d} does not exist")
+        writes: list[tuple[str, str]] = []
         for name, value in wanted.items():
-            path = self.path / name
-            if name == "memory.swap.max" and not path.exists():
-                log.warning("swap accounting is off (%s missing): swap limit not set", path)
+            path = f"{d}/{name}"
+            if name == "memory.swap.max" and not os.path.exists(path):
+                self._warn(f"swap accounting is off ({path} missing): swap limit not set")
                 continue
             writes.extend(files.split_lines(path, value))
         files.write_all(writes)
@@ -268,13 +277,13 @@ class CgroupV2:
         files.remove_cgroup_tree(self.path, timeout=self.rmdir_timeout)
 
     def exists(self) -> bool:
-        return self.path.is_dir()
+        return os.path.isdir(self.path)
 
     # -- freezer -------------------------------------------------------------------------
 
     def freeze(self, frozen: bool) -> None:
         target = "1" if frozen else "0"
-        control = self.path / "cgroup.freeze"
+        control = f"{self.path}/cgroup.freeze"
         try:
             files.write_value(control, target)
         except OSError as exc:
@@ -294,7 +303,7 @@ class CgroupV2:
         )
 
     def _events_frozen(self) -> bool | None:
-        text = files.read_optional(self.path / "cgroup.events")
+        text = files.read_optional(f"{self.path}/cgroup.events")
         if text is None:
             return None
         return files.parse_flat_keyed(text).get("frozen") == 1
@@ -302,7 +311,7 @@ class CgroupV2:
     def is_frozen(self) -> bool:
         state = self._events_frozen()
         if state is None:
-            return files.read_optional(self.path / "cgroup.freeze") == "1"
+            return files.read_optional(f"{self.path}/cgroup.freeze") == "1"
         return state
 
     # -- queries -------------------------------------------------------------------------
@@ -311,120 +320,17 @@ class CgroupV2:
         return sorted(files.read_pids(self.path))
 
     def paths(self) -> dict[str, str]:
-        return {UNIFIED: str(self.path)}
+        return {UNIFIED: self.path}
 
     def mounts(self) -> list[tuple[str, str]]:
-        return [(UNIFIED, str(self.path))]
+        return [(UNIFIED, self.path)]
 
     def oom_kill_count(self) -> int:
-        text = files.read_optional(self.path / "memory.events") or ""
+        text = files.read_optional(f"{self.path}/memory.events") or ""
         return files.parse_flat_keyed(text).get("oom_kill", 0)
 
     def stats(self) -> dict[str, Any]:
-        d = self.path
-        out: dict[str, Any] = {}
-        cpu_text = files.read_optional(d / "cpu.stat")
-        if cpu_text is not None:
-            out["cpu"] = cpu_stats(cpu_text)
-        if (d / "memory.current").exists():
-            out["memory"] = memory_stats(d)
-        if (d / "pids.current").exists():
-            out["pids"] = {
-                "current": files.read_int(d / "pids.current"),
-                "limit": files.read_int(d / "pids.max", max_value=0),
-            }
-        io_text = files.read_optional(d / "io.stat")
-        if io_text is not None:
-            out["blkio"] = io_stats(io_text)
-        hugetlb = hugetlb_stats(d)
-        if hugetlb:
-            out["hugetlb"] = hugetlb
-        return out
+        # Only `pyrunc events --stats` reads statistics: the other commands skip its code.
+        from oci_runtime.cgroups import stats
 
-
-def cpu_stats(text: str) -> dict[str, Any]:
-    """cpu.stat (microseconds) in runc's shape (nanoseconds)."""
-    stat = files.parse_flat_keyed(text)
-    return {
-        "usage": {
-            "total": stat.get("usage_usec", 0) * 1000,
-            "kernel": stat.get("system_usec", 0) * 1000,
-            "user": stat.get("user_usec", 0) * 1000,
-        },
-        "throttling": {
-            "periods": stat.get("nr_periods", 0),
-            "throttledPeriods": stat.get("nr_throttled", 0),
-            "throttledTime": stat.get("throttled_usec", 0) * 1000,
-        },
-    }
-
-
-def memory_stats(d: Path) -> dict[str, Any]:
-    raw = files.parse_flat_keyed(files.read_optional(d / "memory.stat") or "")
-    events = files.parse_flat_keyed(files.read_optional(d / "memory.events") or "")
-    usage = {
-        "limit": files.read_int(d / "memory.max", files.MAX_UINT64),
-        "usage": files.read_int(d / "memory.current"),
-        "max": files.read_int(d / "memory.peak"),
-        "failcnt": events.get("max", 0),
-    }
-    out: dict[str, Any] = {"cache": raw.get("file", 0), "usage": usage}
-    if (d / "memory.swap.current").exists():
-        # v1's memsw counts memory + swap and consumers of runc's stats expect that, so the
-        # v2 swap-only numbers are reported the same way runc reports them.
-        swap_limit = files.read_int(d / "memory.swap.max", files.MAX_UINT64)
-        if swap_limit != files.MAX_UINT64 and usage["limit"] != files.MAX_UINT64:
-            swap_limit += usage["limit"]
-        else:
-            swap_limit = files.MAX_UINT64
-        out["swap"] = {
-            "limit": swap_limit,
-            "usage": files.read_int(d / "memory.swap.current") + usage["usage"],
-            "max": files.read_int(d / "memory.swap.peak"),
-            "failcnt": files.parse_flat_keyed(
-                files.read_optional(d / "memory.swap.events") or ""
-            ).get("max", 0),
-        }
-    out["raw"] = raw
-    return out
-
-
-def io_stats(text: str) -> dict[str, Any]:
-    """io.stat in runc's Blkio shape (Read/Write entries per device)."""
-    service_bytes: list[dict[str, int | str]] = []
-    serviced: list[dict[str, int | str]] = []
-    for dev, counters in files.parse_nested_keyed(text).items():
-        major, sep, minor = dev.partition(":")
-        if not sep:
-            continue
-        ids = {"major": int(major), "minor": int(minor)}
-        for key, op, bucket in (
-            ("rbytes", "Read", service_bytes),
-            ("wbytes", "Write", service_bytes),
-            ("rios", "Read", serviced),
-            ("wios", "Write", serviced),
-        ):
-            if key in counters:
-                bucket.append({**ids, "op": op, "value": counters[key]})
-    out: dict[str, Any] = {}
-    if service_bytes:
-        out["ioServiceBytesRecursive"] = service_bytes
-    if serviced:
-        out["ioServicedRecursive"] = serviced
-    return out
-
-
-def hugetlb_stats(d: Path) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for entry in sorted(d.glob("hugetlb.*.max")):
-        parts = entry.name.split(".")
-        if len(parts) != 3:
-            continue
-        size = parts[1]
-        events = files.parse_flat_keyed(files.read_optional(d / f"hugetlb.{size}.events") or "")
-        # v2 keeps no peak usage for huge pages, so runc's "max" has nothing to come from.
-        out[size] = {
-            "usage": files.read_int(d / f"hugetlb.{size}.current"),
-            "failcnt": events.get("max", 0),
-        }
-    return out
+        return stats.v2_stats(self.path)

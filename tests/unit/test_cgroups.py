@@ -4,6 +4,10 @@ tree (no root needed: cgroup files are plain files in tmp_path)."""
 from __future__ import annotations
 
 import errno
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -630,3 +634,158 @@ def test_v1_stats_and_oom(tmp_path: Path) -> None:
     }
     assert stats["hugetlb"] == {"2MB": {"usage": 2097152, "max": 0, "failcnt": 1}}
     assert mgr.oom_kill_count() == 3
+
+
+# -- what each pyrunc command imports, and str paths ----------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Costly for an interpreter that lives for one command; none is needed to create, load,
+# freeze or destroy a cgroup.
+HEAVY = {"dataclasses", "inspect", "logging", "pathlib", "fnmatch", "urllib.parse"}
+
+
+def modules_added(code: str) -> set[str]:
+    """The modules `code` imports beyond `import oci_runtime`, in a fresh -S interpreter."""
+    program = (
+        "import sys, json\n"
+        f"sys.path.insert(0, {str(REPO)!r})\n"
+        "import oci_runtime\n"
+        "before = set(sys.modules)\n"
+        f"{code}\n"
+        "print(json.dumps(sorted(set(sys.modules) - before)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", program], capture_output=True, text=True, check=True
+    )
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+def test_a_v1_load_imports_little(tmp_path: Path) -> None:
+    # start, state, kill, pause, delete: load from state.json, look, remove.
+    # Empty dirs, so that rmdir works outside cgroupfs; missing files read as absent.
+    (tmp_path / "memory/c").mkdir(parents=True)
+    (tmp_path / "freezer/c").mkdir(parents=True)
+    paths = {"memory": f"{tmp_path}/memory/c", "freezer": f"{tmp_path}/freezer/c"}
+    added = modules_added(
+        "from oci_runtime import cgroups\n"
+        f"m = cgroups.load_manager({paths!r}, root={str(tmp_path)!r})\n"
+        "assert not m.is_frozen() and m.pids() == []; m.destroy(); assert not m.exists()\n"
+    )
+    assert not added & HEAVY
+    # Nor the parts only create, update, events or a v2 host need.
+    assert not added & {"enum", "typing", "re"}
+    lazy = {"resources", "mountinfo", "stats", "v2", "interface"}
+    assert not added & {f"oci_runtime.cgroups.{name}" for name in lazy}
+
+
+def test_create_imports_no_heavy_module(v1_tree: tuple[Path, str]) -> None:
+    root, text = v1_tree
+    added = modules_added(
+        "from oci_runtime import cgroups\n"
+        "from oci_runtime.cgroups.resources import Resources\n"
+        f"m = cgroups.new_manager('/pyrunc/c1', root={str(root)!r}, mountinfo={text!r})\n"
+        "m.apply(0)\n"
+        "m.set(Resources.from_dict({'pids': {'limit': 5}, 'memory': {'limit': 1 << 20}}))\n"
+        "m.paths(); m.mounts()\n"
+    )
+    assert not added & HEAVY
+    assert "oci_runtime.cgroups.stats" not in added
+
+
+def test_lazy_exports() -> None:
+    import oci_runtime.cgroups as cg
+
+    assert isinstance(cg.DEFAULT_ROOT, Path) and str(cg.DEFAULT_ROOT) == "/sys/fs/cgroup"
+    assert cg.CgroupMode.UNIFIED.value == "unified"
+    assert cg.Resources.from_dict({}) == cg.Resources()
+    assert cg.CgroupV2 is CgroupV2
+    with pytest.raises(AttributeError, match="no_such_name"):
+        _ = cg.no_such_name
+    for name in cg.__all__:
+        assert getattr(cg, name) is not None
+
+
+def test_managers_take_path_and_give_str(tmp_path: Path) -> None:
+    mgr = CgroupV1(tmp_path, {"memory": tmp_path / "memory" / "c", "": tmp_path / "unified/c"})
+    assert mgr.paths() == {"memory": f"{tmp_path}/memory/c", "": f"{tmp_path}/unified/c"}
+    assert mgr.mounts() == [("memory", f"{tmp_path}/memory/c")]
+    v2 = CgroupV2(tmp_path, tmp_path / "c")
+    assert v2.paths() == {"": f"{tmp_path}/c"}
+
+
+def test_warnings_go_to_the_callback_or_stderr(
+    v1_tree: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, text = v1_tree
+    swap = Resources.from_dict({"memory": {"limit": 1 << 20, "swap": 2 << 20}})
+    said: list[str] = []
+    new_manager("/pyrunc/c1", root=root, mountinfo=text, warn=said.append).set(swap)
+    assert len(said) == 1 and "swap accounting is off" in said[0]
+    assert capsys.readouterr().err == ""
+    new_manager("/pyrunc/c1", root=root, mountinfo=text).set(swap)
+    err = capsys.readouterr().err
+    assert err.startswith("pyrunc: warning: swap accounting is off")
+    assert err.count("\n") == 1
+
+
+def test_cgroup_mounts_is_parse_mountinfo_filtered() -> None:
+    tricky = (
+        # A non-cgroup mount whose mount point and source spell " - cgroup" escaped.
+        "50 31 0:50 / /mnt/x\\040-\\040cgroup rw - tmpfs a\\040-\\040cgroup rw\n"
+        "51 31 0:51 / /sys/fs/cgroup/rdma rw,relatime - cgroup cgroup rw,rdma\n"
+        "52 31 0:52 / /mnt/cgroup2 rw,relatime shared:1 - cgroup2 cgroup2 rw\n"
+    )
+    for text in (THIS_MACHINE, SYSTEMD_HYBRID, UNIFIED_HOST, tricky):
+        expected = [m for m in mountinfo.parse_mountinfo(text) if m.fstype in ("cgroup", "cgroup2")]
+        assert mountinfo.cgroup_mounts(text) == expected
+    assert mountinfo.parse_mountinfo(tricky)[0].mountpoint == "/mnt/x - cgroup"
+
+
+def test_make_dirs(tmp_path: Path) -> None:
+    target = f"{tmp_path}/a/b/c"
+    assert files.make_dirs(target)
+    assert os.path.isdir(target)
+    assert not files.make_dirs(target)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FileExistsError):
+        files.make_dirs(f"{tmp_path}/file")
+    with pytest.raises(NotADirectoryError):
+        files.make_dirs(f"{tmp_path}/file/below")
+
+
+@pytest.mark.parametrize(
+    ("path", "root", "rel"),
+    [
+        ("/sys/fs/cgroup/memory/x", "/sys/fs/cgroup", "memory/x"),
+        ("/sys/fs/cgroup", "/sys/fs/cgroup", ""),
+        ("/a/b", "/", "a/b"),
+        ("/sys/fs/cgroupx/y", "/sys/fs/cgroup", None),
+        ("/etc", "/sys/fs/cgroup", None),
+    ],
+)
+def test_relative_to(path: str, root: str, rel: str | None) -> None:
+    if rel is None:
+        with pytest.raises(ValueError):
+            files.relative_to(path, root)
+    else:
+        assert files.relative_to(path, root) == rel
+
+
+def test_read_text_reads_past_one_buffer(tmp_path: Path) -> None:
+    pids = [str(n) for n in range(100000, 130000)]
+    (tmp_path / "cgroup.procs").write_text("\n".join(pids) + "\n")
+    assert files.read_pids(tmp_path) == {int(p) for p in pids}
+    assert files.read_text(tmp_path / "cgroup.procs") == "\n".join(pids)
+
+
+def test_cgroup_dirs_bottom_up_keeps_the_kind_of_path(tmp_path: Path) -> None:
+    (tmp_path / "c/sub/deeper").mkdir(parents=True)
+    (tmp_path / "c/file").write_text("")
+    as_str = files.cgroup_dirs_bottom_up(f"{tmp_path}/c")
+    assert as_str == [str(p) for p in files.cgroup_dirs_bottom_up(tmp_path / "c")]
+    assert all(isinstance(p, Path) for p in files.cgroup_dirs_bottom_up(tmp_path / "c"))
+    assert as_str[-1] == f"{tmp_path}/c"
+    assert as_str.index(f"{tmp_path}/c/sub/deeper") < as_str.index(f"{tmp_path}/c/sub")
+    assert files.cgroup_dirs_bottom_up(f"{tmp_path}/c/file") == []
+    assert files.cgroup_dirs_bottom_up(f"{tmp_path}/nothing") == []

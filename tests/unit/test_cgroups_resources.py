@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from oci_runtime.cgroups import resources
 from oci_runtime.cgroups.resources import (
     CPU,
     DeviceRule,
@@ -273,3 +274,36 @@ def test_merge_laws(a: dict[str, Any], b: dict[str, Any]) -> None:
         assert merged.memory is not None and merged.memory.limit == rb.memory.limit
     if rb.memory is None:
         assert merged.memory == ra.memory
+
+
+def test_every_field_has_its_json_form() -> None:
+    # The decoder, encoder and merge walk `_FIELDS`: a field missing from it would be
+    # silently dropped, and a misspelled one would raise only at run time.
+    classes = [getattr(resources, name) for name in resources.__all__]
+    assert set(resources._FIELDS) == set(classes)
+    for cls, table in resources._FIELDS.items():
+        nt: Any = cls
+        assert tuple(table) == nt._fields, nt.__name__
+        assert all(v is None for v in nt._field_defaults.values()), nt.__name__
+
+
+def test_values_are_immutable_and_hashable_with_unified() -> None:
+    res = Resources.from_dict(FULL)
+    with pytest.raises(AttributeError):
+        res.memory = None  # type: ignore[misc]
+    assert res.memory is not None
+    with pytest.raises(AttributeError):
+        res.memory.limit = 1  # type: ignore[misc]
+    again = Resources.from_dict(FULL)
+    assert res == again
+    assert hash(res) == hash(again)
+    assert {res: 1}[again] == 1
+    assert res != res._replace(unified={"memory.high": "2G"})
+
+
+def test_merge_returns_new_values() -> None:
+    old = Resources.from_dict({"memory": {"limit": 1}, "unified": {"a.b": "1"}})
+    merged = old.merge(Resources.from_dict({"unified": {"c.d": "2"}}))
+    assert merged.unified == {"a.b": "1", "c.d": "2"}
+    assert old.unified == {"a.b": "1"}
+    assert merged.memory is old.memory
