@@ -205,7 +205,7 @@ class Runtime:
 
             def place(pid: int) -> None:
                 assert manager is not None
-                manager.apply(pid)
+                manager.apply(pid, single_thread=True)
                 if resources is not None:
                     manager.set(resources)
                 created.cgroup_paths = manager.paths()
@@ -401,7 +401,9 @@ class Runtime:
                 self.sys,
                 join=Join.for_exec(spec, st.init_pid),
                 spec=spec,
-                place=(lambda pid: m.apply(pid)) if m is not None else (lambda pid: None),
+                place=(lambda pid: m.apply(pid, single_thread=True))
+                if m is not None
+                else (lambda pid: None),
                 init_body=lambda chan, go: run_exec(
                     self.sys, spec, proc, console_sock, chan, preserve_fds
                 ),

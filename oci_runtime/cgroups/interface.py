@@ -28,8 +28,10 @@ class CgroupManager(Protocol):
     @property
     def is_v2(self) -> bool: ...
 
-    def apply(self, pid: int) -> None:
-        """Create the cgroup dirs (idempotent) and move `pid` in; pid <= 0 only creates."""
+    def apply(self, pid: int, *, single_thread: bool = False) -> None:
+        """Create the cgroup dirs (idempotent) and move `pid` in; pid <= 0 only creates.
+        With `single_thread` (the caller knows pid has one thread) v1 may take a cheaper
+        per-thread move."""
         ...
 
     def set(self, resources: Resources) -> None:

@@ -224,9 +224,13 @@ class CgroupV1:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def apply(self, pid: int) -> None:
+    def apply(self, pid: int, *, single_thread: bool = False) -> None:
         """Create the cgroup in every hierarchy and move `pid` into it; idempotent, so it
-        also serves to add an exec'd process. A pid <= 0 only creates the directories."""
+        also serves to add an exec'd process. A pid <= 0 only creates the directories.
+
+        `single_thread` says pid has one thread (pyrunc's own forked stages): moving it
+        through `tasks` is then the same move, without the process-wide lock a
+        cgroup.procs write takes (an RCU grace period, 10-20 ms, per container)."""
         dirs = self._v1_dirs()
         for d in dirs:
             try:
@@ -239,7 +243,8 @@ class CgroupV1:
         if pid > 0:
             # Most of apply's time is the kernel's, not ours: the first cgroup.procs write
             # of a migration waits for an RCU grace period (cgroup_threadgroup_rwsem).
-            files.write_all([(f"{d}/cgroup.procs", str(pid)) for d in dirs], retry_einval=False)
+            target = "tasks" if single_thread else "cgroup.procs"
+            files.write_all([(f"{d}/{target}", str(pid)) for d in dirs], retry_einval=False)
         unified = self._paths.get(UNIFIED)
         if unified is not None:
             # Joining the hybrid cgroup2 tree only helps tools that track processes there

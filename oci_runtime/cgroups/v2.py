@@ -220,7 +220,7 @@ class CgroupV2:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def apply(self, pid: int) -> None:
+    def apply(self, pid: int, *, single_thread: bool = False) -> None:
         """Create the cgroup (enabling controllers on the way down) and move `pid` into it;
         idempotent, so it also adds exec'd processes. A pid <= 0 only creates it."""
         rel = files.relative_to(self.path, self.root)
