@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import TYPE_CHECKING, Any
 
 from oci_runtime.state import (
     FIFO,
@@ -22,9 +21,11 @@ from oci_runtime.state import (
     proc_start_time,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
     from pathlib import Path
+    from typing import Any
 
     from oci_runtime import cgroups
     from oci_runtime.linux.syscalls import Syscalls
