@@ -6,7 +6,6 @@ light at the top: every container start runs this module several times.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -33,6 +32,8 @@ class Logger:
         self.debug_on = debug
 
     def _write(self, level: str, msg: str) -> None:
+        import json
+
         if not self.path:
             return
         from oci_runtime.container import now_rfc3339
@@ -275,6 +276,8 @@ def cmd_start(args: types.SimpleNamespace) -> int:
 
 
 def cmd_state(args: types.SimpleNamespace) -> int:
+    import json
+
     rt = _runtime(args)
     st = rt.load(args.id)
     print(json.dumps(st.oci(rt.status(st)), indent=2))
@@ -308,6 +311,8 @@ def cmd_resume(args: types.SimpleNamespace) -> int:
 
 
 def _exec_process(args: types.SimpleNamespace, rt: Any) -> Any:
+    import json
+
     from oci_runtime.spec import SpecError, parse_process
 
     st = rt.load(args.id)
@@ -379,6 +384,7 @@ def cmd_exec(args: types.SimpleNamespace) -> int:
 
 
 def cmd_ps(args: types.SimpleNamespace) -> int:
+    import json
     import subprocess
 
     rt = _runtime(args)
@@ -408,6 +414,8 @@ def cmd_ps(args: types.SimpleNamespace) -> int:
 
 
 def cmd_list(args: types.SimpleNamespace) -> int:
+    import json
+
     rt = _runtime(args)
     rows = []
     for cid in rt.store.ids():
@@ -438,6 +446,8 @@ def cmd_list(args: types.SimpleNamespace) -> int:
 
 
 def update_changes(args: types.SimpleNamespace) -> dict[str, Any]:
+    import json
+
     if args.resources:
         try:
             if args.resources == "-":
@@ -508,6 +518,7 @@ def _interval(text: str) -> float:
 
 
 def cmd_events(args: types.SimpleNamespace) -> int:
+    import json
     import time
 
     rt = _runtime(args)
@@ -517,6 +528,7 @@ def cmd_events(args: types.SimpleNamespace) -> int:
     m = rt.manager(st)
 
     def stats() -> dict[str, Any]:
+
         return {"type": "stats", "id": st.id, "data": m.stats()}
 
     if args.stats:
@@ -537,6 +549,8 @@ def cmd_events(args: types.SimpleNamespace) -> int:
 
 
 def cmd_spec(args: types.SimpleNamespace) -> int:
+    import json
+
     from oci_runtime.default_spec import default_spec
 
     path = os.path.join(args.bundle, "config.json")
@@ -558,6 +572,8 @@ def cmd_spec(args: types.SimpleNamespace) -> int:
 
 
 def cmd_features(args: types.SimpleNamespace) -> int:
+    import json
+
     from oci_runtime.default_spec import OCI_VERSION
     from oci_runtime.linux import flags as F
     from oci_runtime.rootfs import _FLAG_OPTIONS

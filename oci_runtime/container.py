@@ -316,15 +316,13 @@ class Runtime:
         os.kill(st.init_pid, sig)
 
     def delete(self, cid: str, force: bool = False) -> None:
-        import shutil
-
         try:
             st = self.load(cid)
         except ContainerError:
             cdir = self.store.dir(cid)
             if os.path.isdir(cdir) and not os.path.exists(os.path.join(cdir, "state.json")):
                 # A create that died before its first save: nothing runs, just clear it.
-                shutil.rmtree(cdir, ignore_errors=True)
+                _remove_state_dir(cdir)
                 return
             raise
         status = self.status(st)
@@ -343,7 +341,7 @@ class Runtime:
             _kill_cgroup(m)
             m.destroy()
         self._hooks(st, "poststop", Status.STOPPED)
-        shutil.rmtree(self.store.dir(cid), ignore_errors=True)
+        _remove_state_dir(self.store.dir(cid))
 
     def pause(self, cid: str) -> None:
         st = self.load(cid)
@@ -427,6 +425,23 @@ def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     return out
+
+
+def _remove_state_dir(path: str) -> None:
+    """A container's state dir holds only files (state.json, exec.fifo, temp files)."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    for name in names:
+        try:
+            os.unlink(os.path.join(path, name))
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
 
 
 def write_pid_file(path: str, pid: int) -> None:
