@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,13 @@ reference = probes.reference  # the fixture
 HOST_KINDS = ("prestart", "createRuntime", "createContainer", "poststart", "poststop")
 ORDER = ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]
 HOOK_ENV = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+# Every hook reads its stdin to the end: crun 1.8 dies of SIGPIPE (start exits -13) when a
+# hook exits before it has written the state.
+DRAIN = "cat > /dev/null; "
+
+
+def sh_hook(script: str, **extra) -> dict:
+    return {"path": "/bin/sh", "args": ["sh", "-c", DRAIN + script], "env": HOOK_ENV, **extra}
 
 
 def hook(name: str, log: str, *extra: str) -> dict:
@@ -66,11 +74,24 @@ def read_log(path: Path) -> list[tuple[str, dict]]:
 def run_lifecycle(runtime, bundle, hook_dir: Path, **override) -> tuple[str, Path]:
     b = bundle(["sleep", "100"], edit=hooks_edit(hook_dir, **override))
     cid = runtime.create(b)
+    pid = runtime.state(cid)["pid"]
     runtime.cmd("start", cid)
+    # Killed only once the user's process runs: startContainer hooks are done by then
+    # (crun's and runc's start may return while they still run).
+    deadline = time.monotonic() + 10
+    while not _cmdline(pid).startswith(b"sleep\0") and time.monotonic() < deadline:
+        time.sleep(0.01)
     runtime.cmd("kill", cid, "KILL")
     wait_status(runtime, cid, "stopped")
     runtime.cmd("delete", cid)
     return cid, b
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 # Where runc 1.1 and crun 1.8 part from the runtime-spec, and so from each other:
@@ -177,7 +198,7 @@ def test_start_container_hook_runs_inside(runtime, bundle, hook_dir):
 
 
 def test_failing_prestart_hook_fails_create(runtime, bundle, hook_dir):
-    fail = {"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 3"], "env": HOOK_ENV}
+    fail = sh_hook("echo nope >&2; exit 3")
     b = bundle(["sleep", "100"], edit=hooks_edit(hook_dir, prestart=[fail]))
     cid = runtime.new_id()
     with pytest.raises(AssertionError, match="create exited"):
@@ -190,7 +211,7 @@ def test_failing_prestart_hook_fails_create(runtime, bundle, hook_dir):
 
 def test_poststart_failure_is_only_a_warning(runtime, bundle, hook_dir):
     # runtime-spec: a failing poststart hook is logged, the container keeps running.
-    fail = {"path": "/bin/sh", "args": ["sh", "-c", "exit 1"], "env": HOOK_ENV}
+    fail = sh_hook("exit 1")
     b = bundle(["sleep", "100"], edit=hooks_edit(hook_dir, poststart=[fail]))
     if runtime.name in POSTSTART_AT_CREATE:
         # runc 1.1 runs poststart within create, and fails the create.
@@ -204,7 +225,7 @@ def test_poststart_failure_is_only_a_warning(runtime, bundle, hook_dir):
 
 
 def test_hook_timeout(runtime, bundle, hook_dir):
-    slow = {"path": "/bin/sh", "args": ["sh", "-c", "exec sleep 10"], "env": HOOK_ENV, "timeout": 1}
+    slow = sh_hook("exec sleep 10", timeout=1)
     b = bundle(["sleep", "100"], edit=hooks_edit(hook_dir, createRuntime=[slow]))
     with pytest.raises(AssertionError, match="create exited"):
         runtime.create(b)
@@ -213,7 +234,9 @@ def test_hook_timeout(runtime, bundle, hook_dir):
 def test_hooks_get_their_args_and_env(runtime, bundle, hook_dir):
     # args[0] is the hook's argv[0] (path is what runs); env is all it gets.
     out = hook_dir / "args"
-    script = f'echo "$(head -c 7 /proc/$$/cmdline) $0 $1 $HOOK_VAR ${{HOME:-nohome}}" > {out}'
+    script = (
+        DRAIN + f'echo "$(head -c 7 /proc/$$/cmdline) $0 $1 $HOOK_VAR ${{HOME:-nohome}}" > {out}'
+    )
     h = {
         "path": "/bin/sh",
         "args": ["my-arg0", "-c", script, "zero", "one"],
