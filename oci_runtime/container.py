@@ -94,11 +94,9 @@ class Runtime:
         return self.store.load(cid)
 
     def spec_of(self, st: State) -> Spec:
-        from pathlib import Path
-
         from oci_runtime.spec import parse
 
-        return parse(st.config, Path(st.bundle))
+        return parse(st.config, st.bundle)
 
     def manager(self, st: State) -> cgroups.CgroupManager:
         from oci_runtime import cgroups
@@ -142,9 +140,6 @@ class Runtime:
     # -- create / start ---------------------------------------------------------------------
 
     def create(self, cid: str, spec: Spec, opts: CreateOptions) -> State:
-        import shutil
-        from pathlib import Path
-
         from oci_runtime import cgroups
         from oci_runtime.cgroups.resources import Resources
         from oci_runtime.hooks import HookError, run_hooks
@@ -166,9 +161,9 @@ class Runtime:
             os.makedirs(self.store.root, mode=0o711, exist_ok=True)
         except OSError as e:
             raise ContainerError(f"root {self.store.root}: {e.strerror}") from None
-        cdir = Path(self.store.dir(cid))
+        cdir = self.store.dir(cid)
         try:
-            cdir.mkdir(mode=0o711)
+            os.mkdir(cdir, 0o711)
         except FileExistsError:
             raise ContainerError(f"container with id {cid} already exists") from None
         except OSError as e:
@@ -178,7 +173,7 @@ class Runtime:
         console_sock: socket.socket | None = None
         st: State | None = None
         try:
-            fifo = cdir / FIFO
+            fifo = os.path.join(cdir, FIFO)
             os.mkfifo(fifo, 0o622)
             os.chmod(fifo, 0o622)
             manager = cgroups.new_manager(spec.cgroups_path or default_cgroups_path(cid))
@@ -257,7 +252,7 @@ class Runtime:
                     manager.destroy()
                 except OSError:
                     pass
-            shutil.rmtree(cdir, ignore_errors=True)
+            _remove_state_dir(cdir)
             if isinstance(e, SpawnError | HookError | OSError | ValueError):
                 msg = (
                     f"{e.strerror}: {e.filename}"

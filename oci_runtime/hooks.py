@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-from typing import Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-from oci_runtime.spec import Hook
+    from oci_runtime.spec import Hook
 
 
 class HookError(Exception):
@@ -14,6 +14,13 @@ class HookError(Exception):
 
 
 def run_hooks(kind: str, hooks: tuple[Hook, ...], state: dict[str, Any]) -> None:
+    if not hooks:
+        return
+    # Imported only when there is a hook to run: most containers have none, and these
+    # two cost more than the rest of `pyrunc create`'s imports.
+    import json
+    import subprocess
+
     payload = json.dumps(state).encode()
     for i, h in enumerate(hooks):
         args = list(h.args) or [h.path]

@@ -8,7 +8,6 @@ The value types are NamedTuples, not dataclasses: this module is imported by eve
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, NamedTuple
 
@@ -332,9 +331,11 @@ def load_bundle(bundle: str | os.PathLike[str]) -> Spec:
         raise SpecError(f"{path}: no such file (is {bundle} a bundle?)") from None
     except OSError as e:
         raise SpecError(f"{path}: {e.strerror}") from None
+    from oci_runtime.jsonread import loads
+
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
+        raw = loads(text)
+    except ValueError as e:
         raise SpecError(f"{path}: invalid JSON: {e}") from None
     spec = parse(raw, bundle)
     if spec.process is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import os
 
+from oci_runtime.jsonread import loads
 from oci_runtime.version import OCI_VERSION
 
 # typing.TYPE_CHECKING without importing typing (3 ms here): type checkers treat a module
@@ -151,43 +152,6 @@ class Store:
         except FileNotFoundError:
             return []
         return sorted(n for n in names if os.path.exists(os.path.join(self.root, n, STATE_FILE)))
-
-
-class _ScanContext:
-    """What CPython's C JSON scanner reads from its owner: plain JSON, nothing hooked."""
-
-    strict = True
-    object_hook = None
-    object_pairs_hook = None
-    parse_float = float
-    parse_int = int
-    parse_constant = staticmethod(lambda name: float(name.replace("Infinity", "inf")))
-    memo: dict[str, str] = {}
-
-
-def loads(text: str) -> Any:
-    """json.loads for records pyrunc itself wrote.
-
-    Every pyrunc command reads state.json, and `import json` costs more than the rest of
-    `pyrunc start` (json.decoder compiles regular expressions at import). The C scanner
-    behind it needs none of that; where it is missing, fall back to json.
-    """
-    try:
-        from _json import make_scanner
-    except ImportError:
-        import json
-
-        return json.loads(text)
-    start = len(text) - len(text.lstrip())
-    try:
-        value, end = make_scanner(_ScanContext)(text, start)
-    except StopIteration as e:
-        raise ValueError(f"malformed JSON at offset {e.value}") from None
-    finally:
-        _ScanContext.memo.clear()
-    if text[end:].strip():
-        raise ValueError(f"extra data in state.json at offset {end}")
-    return value
 
 
 def proc_start_time(pid: int) -> int | None:

@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from oci_runtime.jsonread import loads
 from oci_runtime.state import (
     ContainerError,
     State,
     Store,
     atomic_write,
-    loads,
     proc_start_time,
 )
 
