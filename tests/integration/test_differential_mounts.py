@@ -280,3 +280,28 @@ def test_mount_propagation_from_host(runtime, bundle, host_dir, short_tmp):
     finally:
         subprocess.run(["umount", "-l", src], check=False)
     assert (got.code, got.out) == (0, "propagated\n"), got
+
+
+DEV_LISTING = (
+    "cd /dev; for f in * pts/* shm mqueue; do "
+    "stat -c '%n %F %a %t:%T %u:%g' $f; readlink $f || true; done"
+)
+
+
+def dev_listing(o: Outcome) -> list[str]:
+    assert o.code == 0, o
+    lines = o.out.splitlines()
+    # crun adds a /dev/core -> /proc/kcore link that runc and pyrunc do not make.
+    if lines[:2] == ["core symbolic link 777 0:0 0:0", "/proc/kcore"]:
+        lines = lines[2:]
+    return lines
+
+
+def test_dev_contents(runtime, bundle, reference):
+    # The default devices, the standard links and modes, made with mknod (owned by root).
+    rows = dev_listing(probe(runtime, bundle, DEV_LISTING))
+    assert "null character special file 666 1:3 0:0" in rows
+    assert "tty character special file 666 5:0 0:0" in rows
+    assert rows[rows.index("ptmx symbolic link 777 0:0 0:0") + 1] == "pts/ptmx"
+    assert "console" not in " ".join(rows)  # no terminal, no /dev/console
+    reference.same(runtime, rows, bundle, DEV_LISTING, dev_listing)
