@@ -468,3 +468,31 @@ def test_list_shows_annotations(runtime, bundle):
     if runtime.name != "crun":  # crun 1.8 leaves annotations out of list
         assert row["annotations"] == {"org.example.key": "value"}
     assert row["status"] == "created"
+
+
+def test_run_detached(runtime, bundle):
+    b = bundle(["sleep", "100"])
+    cid = runtime.new_id()
+    runtime.bundles.add(b)
+    detached(runtime, "run", "-d", "--bundle", str(b), cid)
+    assert runtime.state(cid)["status"] == "running"
+
+
+@pytest.mark.parametrize("sig", ["9", "KILL", "SIGKILL"])
+def test_kill_signal_spellings(runtime, bundle, sig):
+    cid = runtime.create(bundle(["sleep", "100"]))
+    runtime.cmd("start", cid)
+    runtime.cmd("kill", cid, sig)
+    wait_status(runtime, cid, "stopped")
+
+
+def test_delete_created_container(runtime, bundle):
+    b = bundle(["sleep", "100"])
+    cid = runtime.create(b)
+    pid = runtime.state(cid)["pid"]
+    runtime.cmd("delete", cid)
+    assert runtime.cmd("state", cid, check=False).returncode != 0
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(pid)
