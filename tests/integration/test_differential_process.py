@@ -425,3 +425,11 @@ def test_oom_score_adj_sysctl_umask(runtime, bundle):
     got = probe(runtime, bundle, script, edit=edit)
     assert (got.code, got.out.split()) == (0, ["123", "1", "1", "0027"]), got
     assert Path("/proc/sys/kernel/shm_rmid_forced").read_text() == host_value
+
+
+def test_cgroup_namespace_root(runtime, bundle):
+    # With a cgroup namespace the container's own cgroup is "/" in every hierarchy.
+    got = probe(runtime, bundle, "cat /proc/self/cgroup")
+    assert got.code == 0, got
+    paths = {line.split(":", 2)[2] for line in got.out.splitlines()}
+    assert paths == {"/"}, got
