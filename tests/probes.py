@@ -5,10 +5,14 @@ user would check. Where the exact value is not knowable in advance (the mount ta
 capability masks), the test also runs the bundle under runc (`reference` fixture) and compares
 normalized observations; the comparison is skipped when runc is not installed.
 
+    reference = probes.reference  # a test module makes the fixture its own
+
     def test_x(runtime, bundle, reference):
         got = probe(runtime, bundle, "hostname")
         assert got.out == "pyrunc\\n"
-        reference.same(runtime, bundle, "cat /proc/self/status", normalize=status_fields)
+        table = mount_table(probe(runtime, bundle, "cat /proc/self/mountinfo").out)
+        reference.same(runtime, table, bundle, "cat /proc/self/mountinfo",
+                       lambda o: mount_table(o.out))
 """
 
 from __future__ import annotations
@@ -86,7 +90,7 @@ class Reference:
         self.rt = rt
         self.why = why
 
-    def outcome(self, runtime: Runtime, bundle: BundleFactory, script: str, **kw: Any) -> Outcome:
+    def outcome(self, bundle: BundleFactory, script: str, **kw: Any) -> Outcome:
         if self.rt is None:
             pytest.skip(f"no reference to compare with: {self.why}")
         return probe(self.rt, bundle, script, **kw)
@@ -103,8 +107,9 @@ class Reference:
         """Assert that normalize(runc's outcome) equals `got` (the runtime's, normalized).
 
         For runc itself the run is repeated: the comparison then checks the probe is stable."""
-        ref = self.outcome(runtime, bundle, script, **kw)
-        assert ref.code == 0, f"runc (reference) failed: {ref}"
+        ref = self.outcome(bundle, script, **kw)
+        if ref.code != 0:
+            raise AssertionError(f"runc (reference) failed: {ref}")
         want = normalize(ref)
         if got != want:
             raise AssertionError(f"{runtime.name} differs from runc:\n{diff(want, got)}")
