@@ -52,8 +52,26 @@ def now_rfc3339() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{ns:09d}Z"
 
 
+DEFAULT_CGROUP_PARENT = "pyrunc"
+
+
 def default_cgroups_path(cid: str) -> str:
-    return f"/pyrunc/{cid}"
+    return f"/{DEFAULT_CGROUP_PARENT}/{cid}"
+
+
+def _remove_default_parent(paths: dict[str, str]) -> None:
+    """Remove /pyrunc once its last container is gone, so a host keeps no trace of us.
+
+    A create racing with this loses nothing: if the parent vanishes under it, its mkdir of
+    the child re-creates the parent; if the child exists first, this rmdir fails.
+    """
+    for path in paths.values():
+        parent = os.path.dirname(path)
+        if os.path.basename(parent) == DEFAULT_CGROUP_PARENT:
+            try:
+                os.rmdir(parent)
+            except OSError:
+                pass
 
 
 class CreateOptions:
@@ -335,6 +353,8 @@ class Runtime:
         if m is not None:
             _kill_cgroup(m)
             m.destroy()
+            if not (st.config.get("linux") or {}).get("cgroupsPath"):
+                _remove_default_parent(st.cgroup_paths)
         self._hooks(st, "poststop", Status.STOPPED)
         _remove_state_dir(self.store.dir(cid))
 

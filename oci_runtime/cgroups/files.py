@@ -333,13 +333,19 @@ def make_dirs(path: str) -> bool:
         parent = os.path.dirname(path)
         if parent == path:
             raise
-        make_dirs(parent)
-        try:
-            os.mkdir(path)
-            return True
-        except FileExistsError:
-            # Another pyrunc created it in between.
-            return False
+        # A few rounds: a `delete` may remove an empty shared parent between our mkdirs.
+        for attempt in range(3):
+            make_dirs(parent)
+            try:
+                os.mkdir(path)
+                return True
+            except FileExistsError:
+                # Another pyrunc created it in between.
+                return False
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+        return False
     except OSError:
         # EEXIST, or EROFS/EACCES on a directory that is there all the same.
         if not os.path.isdir(path):

@@ -217,3 +217,16 @@ def test_run_detach_and_text_log(pyrunc: Runtime, bundle, tmp_path: Path) -> Non
     assert p.returncode == 1
     line = log.read_text().strip()
     assert line.startswith('time="') and "level=error" in line and "container is running" in line
+
+
+def test_default_cgroup_leaves_no_trace(pyrunc: Runtime, bundle) -> None:
+    b = bundle(["sleep", "30"], edit=lambda c: c["linux"].pop("cgroupsPath"))
+    cid = pyrunc.create(b)
+    mine = CGROUP_ROOT / "memory" / "pyrunc" / cid
+    assert mine.is_dir()
+    pyrunc.cmd("delete", "--force", cid)
+    assert not mine.exists()
+    parent = mine.parent
+    others = [p for p in parent.iterdir() if p.is_dir()] if parent.exists() else []
+    if not others:
+        assert not parent.exists()
