@@ -78,6 +78,11 @@ def run_init(sys: Syscalls, cfg: InitConfig, chan: Channel, go: dict[str, Any]) 
         chan.expect(Msg.HOOKS_DONE)
     state = go.get("state", {})
     run_hooks("createContainer", spec.hooks.get("createContainer", ()), state)
+    if spec.hooks.get("startContainer"):
+        # They run after the root switch, where the host's stdlib is out of reach: load
+        # what run_hooks imports while it is still there.
+        import json  # noqa: F401
+        import subprocess  # noqa: F401
     rootfs.pivot(cfg.no_pivot)
     # A cwd missing from the image is made (root's, 0755), as runc and crun do: here, in
     # the new root and before it may turn read-only.

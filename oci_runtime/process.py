@@ -105,7 +105,7 @@ def _preload_seccomp() -> None:
     the container's mount namespace, neither the library nor the stdlib can be found."""
     from oci_runtime import seccomp
 
-    seccomp._lib()
+    seccomp.preload()
 
 
 def _child(body: Callable[[], None], chan: Channel) -> None:

@@ -460,6 +460,12 @@ def _lib() -> _Lib:
     return _lib_cache
 
 
+def preload() -> None:
+    """Open libseccomp now. A process that will change its root (container init) or join a
+    container's mount namespace must do this first: afterwards the library is not there."""
+    _lib()
+
+
 def _strerror(rc: int) -> str:
     # libseccomp maps every internal failure to -EFAULT, whose strerror would mislead.
     if rc == -14:

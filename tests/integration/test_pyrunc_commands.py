@@ -230,3 +230,20 @@ def test_default_cgroup_leaves_no_trace(pyrunc: Runtime, bundle) -> None:
     others = [p for p in parent.iterdir() if p.is_dir()] if parent.exists() else []
     if not others:
         assert not parent.exists()
+
+
+def test_start_container_hook_alone(pyrunc: Runtime, bundle) -> None:
+    """startContainer hooks run after the root switch: nothing they need may be missing
+    there, even when no earlier hook loaded it."""
+
+    def edit(c: dict) -> None:
+        c["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"})
+        c["hooks"] = {
+            "startContainer": [
+                {"path": "/bin/sh", "args": ["sh", "-c", "echo hook-ran > /tmp/started"]}
+            ]
+        }
+
+    p = pyrunc.run(bundle(["cat", "/tmp/started"], edit=edit))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == b"hook-ran"
