@@ -119,9 +119,12 @@ def _child(body: Callable[[], None], chan: Channel) -> None:
         else:
             msg = str(e) or type(e).__name__
         if os.environ.get("PYRUNC_DEBUG"):
-            import traceback
+            try:
+                import traceback
 
-            msg += "\n" + traceback.format_exc()
+                msg += "\n" + traceback.format_exc()
+            except ImportError:
+                pass  # past the root switch the stdlib is out of reach
         try:
             chan.send(Msg.ERROR, message=msg)
         except OSError:
