@@ -9,8 +9,7 @@ until `start`, run startContainer hooks, exec.
 from __future__ import annotations
 
 import os
-import socket
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from oci_runtime.hooks import run_hooks
 from oci_runtime.linux.syscalls import Syscalls
@@ -18,6 +17,9 @@ from oci_runtime.process import SpawnError, exec_process, setup_terminal
 from oci_runtime.rootfs import RootfsBuilder
 from oci_runtime.spec import Spec
 from oci_runtime.sync import Channel, Msg
+
+if TYPE_CHECKING:
+    import socket
 
 
 class InitConfig(NamedTuple):
@@ -28,16 +30,6 @@ class InitConfig(NamedTuple):
     cgroup_mounts: list[tuple[str, str]]
     preserve_fds: int
     has_parent_hooks: bool
-
-
-def _set_domainname(name: str) -> None:
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    raw = name.encode()
-    if libc.setdomainname(raw, len(raw)) < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setdomainname: {os.strerror(err)}")
 
 
 def _write_sysctls(sysctl: dict[str, str]) -> None:
@@ -88,9 +80,9 @@ def run_init(sys: Syscalls, cfg: InitConfig, chan: Channel, go: dict[str, Any]) 
     # the new root and before it may turn read-only.
     os.makedirs(proc.cwd, mode=0o755, exist_ok=True)
     if spec.hostname is not None and spec.namespace("uts") is not None:
-        socket.sethostname(spec.hostname)
+        sys.sethostname(spec.hostname)
     if spec.domainname:
-        _set_domainname(spec.domainname)
+        sys.setdomainname(spec.domainname)
     _write_sysctls(spec.sysctl)
     setup_terminal(proc, cfg.console_sock, rootfs.bind_console)
     rootfs.finish()

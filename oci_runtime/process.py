@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from oci_runtime import console, identity
 from oci_runtime.hooks import run_hooks
@@ -24,7 +23,10 @@ from oci_runtime.linux import flags as F
 from oci_runtime.linux.syscalls import Syscalls
 from oci_runtime.spec import Process, Spec
 from oci_runtime.state import proc_start_time
-from oci_runtime.sync import Channel, Msg, SyncError
+from oci_runtime.sync import Channel, Msg, SyncError, pipes
+
+if TYPE_CHECKING:
+    import socket
 
 # Linux 5.9+: mark every fd from 3 up close-on-exec in one call.
 _SYS_CLOSE_RANGE = 436
@@ -169,12 +171,10 @@ def spawn(
     """
     if spec.seccomp is not None:
         _preload_seccomp()
-    parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    chan = Channel(parent_sock)
+    chan, cchan = pipes()
     stage1 = os.fork()
     if stage1 == 0:
-        parent_sock.close()
-        cchan = Channel(child_sock)
+        chan.close()
 
         def stage1_body() -> None:
             cchan.expect(Msg.CONTINUE)
@@ -185,7 +185,7 @@ def spawn(
             cchan.send(Msg.INIT_PID, pid=pid)
 
         _child(stage1_body, cchan)
-    child_sock.close()
+    cchan.close()
     init_pid = 0
     try:
         place(stage1)

@@ -32,6 +32,8 @@ class Syscalls(Protocol):
         self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0
     ) -> int: ...
     def capset(self, effective: int, permitted: int, inheritable: int) -> None: ...
+    def sethostname(self, name: str) -> None: ...
+    def setdomainname(self, name: str) -> None: ...
 
 
 class _CapHeader(ctypes.Structure):
@@ -119,6 +121,14 @@ class LibcSyscalls:
             ctypes.c_long(_SYS_CAPSET[self._arch]), ctypes.byref(hdr), ctypes.byref(data)
         )
         self._check(rc, "capset")
+
+    def sethostname(self, name: str) -> None:
+        raw = name.encode()
+        self._check(self._libc.sethostname(raw, len(raw)), f"sethostname {name}")
+
+    def setdomainname(self, name: str) -> None:
+        raw = name.encode()
+        self._check(self._libc.setdomainname(raw, len(raw)), f"setdomainname {name}")
 
 
 _default: LibcSyscalls | None = None

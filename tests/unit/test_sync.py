@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
-from oci_runtime.sync import Channel, Msg, SyncError
+from oci_runtime.sync import Channel, Msg, SyncError, pipes
 
 
 def pair() -> tuple[Channel, Channel]:
-    a, b = socket.socketpair()
-    return Channel(a), Channel(b)
+    return pipes()
 
 
 def test_messages_keep_order_and_payload() -> None:
@@ -41,5 +38,19 @@ def test_unexpected_message() -> None:
 def test_peer_gone() -> None:
     a, b = pair()
     a.close()
+    # b's own copy of the write end of the pipe it reads is a's; once a closed it, EOF.
     with pytest.raises(SyncError, match="exited"):
         b.recv()
+
+
+def test_large_message() -> None:
+    a, b = pair()
+    big = "x" * 200_000
+    import threading
+
+    t = threading.Thread(target=lambda: a.send(Msg.GO, state={"blob": big}))
+    t.start()
+    assert b.expect(Msg.GO)["state"]["blob"] == big
+    t.join()
+    a.close()
+    b.close()
