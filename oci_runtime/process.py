@@ -17,7 +17,7 @@ import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from oci_runtime import console, identity
+from oci_runtime import identity
 from oci_runtime.hooks import run_hooks
 from oci_runtime.linux import flags as F
 from oci_runtime.linux.syscalls import Syscalls
@@ -273,6 +273,9 @@ def setup_terminal(
 ) -> None:
     if not proc.terminal:
         return
+    # Imported here: it pulls in socket, which a container without a terminal never needs.
+    from oci_runtime import console
+
     if console_sock is None:
         raise SpawnError("a terminal was asked for but no console socket was given")
     master, slave, name = console.open_pty(proc.console_size)
