@@ -274,6 +274,8 @@ def setup_terminal(
     if not proc.terminal:
         return
     # Imported here: it pulls in socket, which a container without a terminal never needs.
+    # Past the root switch this is only a lookup: whoever connected console_sock (checked
+    # below) imported the module in the host's mount namespace.
     from oci_runtime import console
 
     if console_sock is None:
