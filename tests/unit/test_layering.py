@@ -16,7 +16,13 @@ ROOT = Path(__file__).resolve().parents[2]
 # Lower layers never import higher ones (DESIGN.md: cli → engine → containerd_py → shim →
 # oci_runtime). mkimage is a tool beside the stack that may use the runtime's default spec.
 LAYERS = ["cli", "engine", "containerd_py", "shim", "oci_runtime"]
-ALLOWED_THIRD_PARTY = {"oci_runtime": {"psutil"}, "mkimage": set()}
+ALLOWED_THIRD_PARTY = {
+    "oci_runtime": {"psutil"},
+    "mkimage": set(),
+    "shim": {"psutil", "grpc", "google"},
+    "containerd_py": {"psutil", "grpc", "google", "zstandard"},
+}
+OWN = {"oci_runtime", "mkimage", "shim", "containerd_py", "engine", "cli"}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -34,12 +40,11 @@ def package_files(pkg: str) -> list[Path]:
     return sorted((ROOT / pkg).rglob("*.py"))
 
 
-@pytest.mark.parametrize("pkg", ["oci_runtime", "mkimage"])
+@pytest.mark.parametrize("pkg", sorted(ALLOWED_THIRD_PARTY))
 def test_only_stdlib_and_allowed(pkg: str) -> None:
-    own = {"oci_runtime", "mkimage"}
     for f in package_files(pkg):
         for name in imports_of(f):
-            if name in own or name in sys.stdlib_module_names:
+            if name in OWN or name in sys.stdlib_module_names:
                 continue
             assert name in ALLOWED_THIRD_PARTY[pkg], f"{f.relative_to(ROOT)} imports {name}"
 
@@ -52,3 +57,38 @@ def test_runtime_never_imports_grpc_or_upper_layers() -> None:
             assert upper not in found, f"{f.relative_to(ROOT)} imports {upper}"
     for f in package_files("mkimage"):
         assert not imports_of(f) & set(LAYERS[:-1]), f
+
+
+def full_imports_of(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("pkg", LAYERS)
+def test_dependencies_point_down(pkg: str) -> None:
+    above = LAYERS[: LAYERS.index(pkg)]
+    for f in package_files(pkg):
+        for mod in full_imports_of(f):
+            # The generated API is shared by every layer that speaks gRPC (STYLE.md §3).
+            if mod.startswith("containerd_py.api"):
+                continue
+            assert mod.split(".")[0] not in above, f"{f.relative_to(ROOT)} imports {mod}"
+
+
+def test_shim_never_imports_the_daemon_services() -> None:
+    """The shim is one process per container: it may use the generated shim API, not the
+    daemon's code or its service modules."""
+    for f in package_files("shim"):
+        tree = ast.parse(f.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                mod = node.module
+                if mod.startswith("containerd_py"):
+                    assert mod.startswith(
+                        ("containerd_py.api.runtime", "containerd_py.api.types")
+                    ), f"{f.relative_to(ROOT)} imports {mod}"
