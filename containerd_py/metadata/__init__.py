@@ -1,0 +1,1 @@
+"""The metadata database and its per-object stores, all partitioned by namespace."""
