@@ -121,6 +121,7 @@ class Process:
         self._exit: ExitRecord | None = None
         self._exited = threading.Event()  # set once the exit is recorded and STOPPED
         self._waiter: threading.Thread | None = None
+        self._sub: Subscription | None = None  # covers pid; keeps its exit once closed
 
     # -- state -------------------------------------------------------------------------------
 
@@ -148,14 +149,32 @@ class Process:
                 raise StateTransitionError(self._state, to)
 
     def _require_alive(self, what: str) -> None:
-        self._require(what, State.CREATED, State.RUNNING, State.PAUSED)
-        if self._reaped:
+        if self._state is not State.DELETED and (self._reaped or self._state is State.STOPPED):
             raise ProcessFinishedError(f"cannot {what}: process {self.id} already finished")
+        self._require(what, State.CREATED, State.RUNNING, State.PAUSED)
+
+    def _exit_seen(self, timeout: float) -> bool:
+        """Has the process exited? Waits up to timeout for the reaper to say so.
+
+        For a runtime call that failed: "container not running" while the exit is still on
+        its way through the reaper is an exit, not an error.
+        """
+        if self._reaped:
+            return True
+        sub = self._sub
+        if sub is None or not self.pid:
+            return False
+        try:
+            sub.wait(self.pid, timeout)
+        except (TimeoutError, RuntimeError):
+            return self._reaped
+        return True
 
     # -- the exit ----------------------------------------------------------------------------
 
     def _watch(self, sub: Subscription, pid: int) -> None:
         """Start the waiter thread for pid (sub already covers it)."""
+        self._sub = sub
         t = threading.Thread(
             target=self._wait_exit, args=(sub, pid), name=f"shim-wait-{self.id}", daemon=True
         )
@@ -328,7 +347,7 @@ class InitProcess(Process):
             try:
                 self.runtime.kill(self.id, sig, all)
             except OCIRuntimeError:
-                if self._reaped:  # it exited while we were at it
+                if self._exit_seen(0.5):  # it exited while we were at it
                     raise ProcessFinishedError(f"container {self.id} already finished") from None
                 raise
 
@@ -405,6 +424,8 @@ class InitProcess(Process):
                     raise
             if self.pid and not self._exited.wait(timeout):
                 os.write(2, f"pycontainerd-shim: no exit seen for {self.id}\n".encode())
+                if self._sub is not None:
+                    self._sub.close()  # ends the waiter thread
                 self._finish(ExitRecord(self.pid, 255, time.time_ns()))
             self.stdio.close()
             with self._lock:
@@ -493,6 +514,7 @@ class ExecProcess(Process):
 
     def kill(self, sig: int = signal.SIGTERM, all: bool = False) -> None:
         with self._op_lock:
+            self._require_alive("kill")
             self._require("kill", State.RUNNING, State.PAUSED)
             with self._lock:
                 if self._reaped or self._pidfd < 0:
@@ -514,6 +536,8 @@ class ExecProcess(Process):
                 except ProcessFinishedError:
                     pass
                 if not self._exited.wait(timeout):
+                    if self._sub is not None:
+                        self._sub.close()
                     self._finish(ExitRecord(self.pid, 255, time.time_ns()))
             self.stdio.close()
             with self._lock:
