@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -162,11 +163,11 @@ def test_future_never_signals_a_reaped_pid(fake: tuple[Reaper, FakeWait]) -> Non
 # -- real children, in a child interpreter ---------------------------------------------------
 
 
-def in_child(fn: str, *args: Any, timeout: float = 60) -> Any:
-    """Run fn(*args) of this module in a fresh interpreter; its JSON result."""
+def in_child(fn: Callable[..., Any], *args: Any, timeout: float = 60) -> Any:
+    """Run fn(*args) (a module-level function) in a fresh interpreter; its JSON result."""
     code = (
         "import json, sys\n"
-        f"from {__name__} import {fn} as f\n"
+        f"from {fn.__module__} import {fn.__name__} as f\n"
         "r = f(*json.loads(sys.argv[1]))\n"
         "sys.stdout.write('\\0' + json.dumps(r))\n"
     )
@@ -225,7 +226,7 @@ def _children() -> dict[str, Any]:
 
 
 def test_real_children_are_reaped_and_dispatched() -> None:
-    r = in_child("_children")
+    r = in_child(_children)
     assert r["codes"] == list(range(40))
     assert r["killed"] == 137
     assert r["out"] == "hello\n"
@@ -277,7 +278,7 @@ def _orphans() -> dict[str, Any]:
 
 
 def test_subreaper_reaps_orphans_and_keeps_early_exits() -> None:
-    r = in_child("_orphans")
+    r = in_child(_orphans)
     assert r["before"] is False and r["after"] is True
     assert r["ppid"] == r["me"]
     assert r["orphan_status"] == 0
