@@ -208,6 +208,25 @@ class _TarWriter:
     def close(self) -> None:
         self.tar.close()
 
+    def abandon(self) -> None:
+        """After an error: no end-of-archive blocks, now or from tarfile's __del__ writing
+        to an output that is already closed (the partial output is being thrown away)."""
+        self.tar.closed = True
+        stream = self.tar.fileobj
+        if stream is not None:
+            stream.closed = True  # tarfile's _Stream, which would flush its buffer
+
+
+@contextlib.contextmanager
+def _tar(out: BinaryIO) -> Iterator[_TarWriter]:
+    writer = _TarWriter(out)
+    try:
+        yield writer
+    except BaseException:
+        writer.abandon()
+        raise
+    writer.close()
+
 
 @contextlib.contextmanager
 def _output(out: BinaryIO | str | os.PathLike[str]) -> Iterator[BinaryIO]:
@@ -242,15 +261,13 @@ def export_oci_archive(
     platforms as for export_oci_layout."""
     blobs = _layout_blobs(store, images, platform, all_platforms)
     index = _index_json(images)
-    with _output(out) as stream:
-        tar = _TarWriter(stream)
+    with _output(out) as stream, _tar(stream) as tar:
         tar.add_bytes("oci-layout", OCI_LAYOUT_FILE)
         tar.add_bytes("index.json", index)
         for digest in sorted(blobs):
             desc = Descriptor("application/octet-stream", digest, blobs[digest])
             with open_blob(store, desc) as src:
                 tar.add_stream(_blob_path(digest), src, blobs[digest])
-        tar.close()
 
 
 # -- docker save archives -------------------------------------------------------------------
@@ -304,8 +321,11 @@ def export_docker_archive(
                 )
     manifest_json = json.dumps(list(entries.values()), separators=(",", ":")).encode()
     repositories_json = json.dumps(repositories, separators=(",", ":"), sort_keys=True).encode()
-    with tempfile.TemporaryDirectory(dir=tmpdir) as work, _output(out) as stream:
-        tar = _TarWriter(stream)
+    with (
+        tempfile.TemporaryDirectory(dir=tmpdir) as work,
+        _output(out) as stream,
+        _tar(stream) as tar,
+    ):
         for diff_id in sorted(layers):
             spooled = os.path.join(work, encoded(diff_id))
             size = _uncompressed_layer(store, layers[diff_id], diff_id, spooled)
@@ -316,7 +336,6 @@ def export_docker_archive(
             tar.add_bytes(name, configs[name])
         tar.add_bytes("manifest.json", manifest_json)
         tar.add_bytes("repositories", repositories_json)
-        tar.close()
 
 
 def _uncompressed_layer(store: ContentStore, desc: Descriptor, diff_id: str, dest: str) -> int:
