@@ -10,8 +10,14 @@ What gets stored, and under which names:
 |                   | when the layout holds them whole)      | ref.name` (a bare tag is joined  |
 |                   |                                        | to `base_name`)                  |
 | docker-save tar   | the config, each layer.tar as it is    | RepoTags, normalized             |
-|                   | (gzipped with compress_layers), and a  |                                  |
-|                   | Docker schema 2 manifest made for them |                                  |
+|                   | (gzipped with compress_layers), and an |                                  |
+|                   | OCI manifest made for them (Docker     |                                  |
+|                   | schema 2 with media_types="docker")    |                                  |
+
+The manifest made for a docker archive is an OCI one by default, as docker 25+ writes them
+itself: an OCI layout exported later lists only OCI types in its index.json, and
+containers/image (skopeo, podman) skips index entries of Docker types there. The config and
+layer bytes are kept as saved either way, so the diff_ids and the image ID do not change.
 
 An image with no usable name is returned as `<base_name>@<digest>`, or as its bare manifest
 digest when there is no base name; the caller decides whether to record it.
@@ -34,7 +40,7 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Iterator, Mapping
-from typing import Any, BinaryIO, NamedTuple, Protocol
+from typing import Any, BinaryIO, Literal, NamedTuple, Protocol
 
 from containerd_py.archive.compression import (
     Compression,
@@ -66,6 +72,8 @@ from containerd_py.images.reference import is_valid_tag, parse_docker_ref, parse
 from containerd_py.images.store import ContentStore, ingest_bytes, ingest_verified, verified
 
 _CHUNK = 1 << 20
+
+MediaTypes = Literal["oci", "docker"]
 
 
 class ImportedImage(NamedTuple):
@@ -206,6 +214,7 @@ def import_archive(
     platform: Platform | str | None = None,
     all_platforms: bool = False,
     compress_layers: bool = False,
+    media_types: MediaTypes = "oci",
     tmpdir: str | None = None,
 ) -> list[ImportedImage]:
     """Imports whatever `source` is: an OCI layout (directory or tar, including the
@@ -214,7 +223,7 @@ def import_archive(
         if src.exists("index.json"):
             return _OCIImporter(store, src, base_name, platform, all_platforms).run()
         if src.exists("manifest.json"):
-            return _DockerImporter(store, src, compress_layers, tmpdir).run()
+            return _DockerImporter(store, src, compress_layers, media_types, tmpdir).run()
     raise InvalidArchiveError(
         "neither an OCI image layout (no index.json) nor a docker-save archive (no manifest.json)"
     )
@@ -244,12 +253,14 @@ def import_docker_archive(
     source: str | os.PathLike[str] | BinaryIO,
     *,
     compress_layers: bool = False,
+    media_types: MediaTypes = "oci",
     tmpdir: str | None = None,
 ) -> list[ImportedImage]:
-    """Imports a `docker save` archive: one Docker schema 2 manifest per manifest.json
-    entry, layers stored uncompressed as saved (gzip, deterministic, with compress_layers)."""
+    """Imports a `docker save` archive: one manifest (OCI, or Docker schema 2 with
+    media_types="docker") per manifest.json entry, layers stored uncompressed as saved
+    (gzip, deterministic, with compress_layers)."""
     with open_source(source, tmpdir=tmpdir) as src:
-        return _DockerImporter(store, src, compress_layers, tmpdir).run()
+        return _DockerImporter(store, src, compress_layers, media_types, tmpdir).run()
 
 
 # -- OCI layouts ----------------------------------------------------------------------------
@@ -452,11 +463,19 @@ def _digest_in_name(path: str) -> str | None:
 
 class _DockerImporter:
     def __init__(
-        self, store: ContentStore, src: _Source, compress: bool, tmpdir: str | None
+        self,
+        store: ContentStore,
+        src: _Source,
+        compress: bool,
+        media_types: MediaTypes,
+        tmpdir: str | None,
     ) -> None:
+        if media_types not in ("oci", "docker"):
+            raise ValueError(f"media_types must be 'oci' or 'docker', not {media_types!r}")
         self.store = store
         self.src = src
         self.compress = compress
+        self.docker = media_types == "docker"
         self.tmpdir = tmpdir
         self.layers: dict[str, Descriptor] = {}
 
@@ -502,14 +521,15 @@ class _DockerImporter:
         names = [str(parse_docker_ref(t)) for t in repo_tags]  # bad names fail before storing
         layers = [self.layer(p, d) for p, d in zip(layer_paths, config.diff_ids, strict=True)]
         ingest_bytes(self.store, config_bytes, config_digest, config_path)
+        manifest_type = mt.DOCKER_MANIFEST if self.docker else mt.OCI_MANIFEST
         config_desc = {
-            "mediaType": mt.DOCKER_CONFIG,
+            "mediaType": mt.DOCKER_CONFIG if self.docker else mt.OCI_CONFIG,
             "size": len(config_bytes),
             "digest": config_digest,
         }
         manifest = {
             "schemaVersion": 2,
-            "mediaType": mt.DOCKER_MANIFEST,
+            "mediaType": manifest_type,
             "config": config_desc,
             "layers": [
                 {"mediaType": d.media_type, "size": d.size, "digest": d.digest} for d in layers
@@ -518,7 +538,7 @@ class _DockerImporter:
         data = json.dumps(manifest, indent=3).encode()
         digest = sha256_digest(data)
         ingest_bytes(self.store, data, digest, f"{where} manifest")
-        target = Descriptor(mt.DOCKER_MANIFEST, digest, len(data))
+        target = Descriptor(manifest_type, digest, len(data))
         return [ImportedImage(n, target) for n in names] or [ImportedImage(digest, target)]
 
     def layer(self, path: str, diff_id: str) -> Descriptor:
@@ -538,7 +558,7 @@ class _DockerImporter:
         ):
             with self.src.open(path) as f:
                 ingest_verified(self.store, f, digest, size, path)
-            desc = Descriptor(mt.layer_type(kind, docker=True), digest, size)
+            desc = Descriptor(mt.layer_type(kind, docker=self.docker), digest, size)
         else:
             desc = self.transformed(path, diff_id)
         self.layers[diff_id] = desc
@@ -560,7 +580,7 @@ class _DockerImporter:
             spool.seek(0)
             digest = out.digest
             ingest_verified(self.store, spool, digest, out.size, path)  # type: ignore[arg-type]
-        return Descriptor(mt.layer_type(kind, docker=True), digest, out.size)
+        return Descriptor(mt.layer_type(kind, docker=self.docker), digest, out.size)
 
 
 class _HashingWriter(io.RawIOBase):

@@ -108,11 +108,12 @@ def test_docker_archive_round_trip_keeps_diff_ids(
     images = import_docker_archive(store, sources["docker"])
     assert [i.name for i in images] == [NAME]
     target = images[0].target
-    assert target.media_type == mt.DOCKER_MANIFEST
+    assert target.media_type == mt.OCI_MANIFEST
     manifest, config = config_of(store, target)
     assert config.diff_ids == (image.diff_id,)
     assert manifest.config.digest == image.config.digest  # the config bytes are kept as saved
-    assert manifest.layers[0].media_type == mt.DOCKER_LAYER
+    assert manifest.config.media_type == mt.OCI_CONFIG
+    assert manifest.layers[0].media_type == mt.OCI_LAYER
     assert manifest.layers[0].digest == image.diff_id  # stored uncompressed, as saved
 
     export_docker_archive(store, images, tmp_path / "out.tar")
@@ -181,13 +182,23 @@ def test_compressed_archives_streams_and_compress_layers(
     packed = MemoryContentStore()
     images = import_docker_archive(packed, sources["docker"], compress_layers=True)
     manifest, config = config_of(packed, images[0].target)
-    assert manifest.layers[0].media_type == mt.DOCKER_LAYER_GZIP
+    assert manifest.layers[0].media_type == mt.OCI_LAYER_GZIP
     assert config.diff_ids == (image.diff_id,)
     # docker archives hold plain tars: the export undoes the compression
     export_docker_archive(packed, images, tmp_path / "plain.tar")
     with tarfile.open(tmp_path / "plain.tar") as tar:
         layer = tar.extractfile(f"{image.diff_id[7:]}/layer.tar").read()  # type: ignore[union-attr]
     assert sha256(layer) == image.diff_id
+
+
+def test_docker_media_types_on_request(sources: dict[str, Path], image) -> None:
+    store = MemoryContentStore()
+    images = import_docker_archive(store, sources["docker"], media_types="docker")
+    manifest, config = config_of(store, images[0].target)
+    assert images[0].target.media_type == manifest.media_type == mt.DOCKER_MANIFEST
+    assert manifest.config.media_type == mt.DOCKER_CONFIG
+    assert manifest.layers[0].media_type == mt.DOCKER_LAYER
+    assert config.diff_ids == (image.diff_id,)
 
 
 def test_imported_layer_unpacks(sources: dict[str, Path], image, tmp_path: Path) -> None:
