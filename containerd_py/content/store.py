@@ -84,6 +84,14 @@ def _read_small(path: Path) -> str | None:
         return None
 
 
+def _read_int(path: Path) -> int:
+    """A number from a small file; 0 when missing or torn (a crash mid-write)."""
+    try:
+        return int(_read_small(path) or 0)
+    except ValueError:
+        return 0
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -164,19 +172,12 @@ class BlobStore:
         except FileNotFoundError:
             offset = 0
 
-        def num(name: str) -> int:
-            text = _read_small(path / name)
-            try:
-                return int(text) if text else 0
-            except ValueError:
-                return 0
-
-        started = num("startedat")
-        updated = num("updatedat") or started
+        started = _read_int(path / "startedat")
+        updated = _read_int(path / "updatedat") or started
         return Status(
             ref=ref,
             offset=offset,
-            total=num("total"),
+            total=_read_int(path / "total"),
             expected=(_read_small(path / "expected") or "").strip(),
             started_at=to_datetime(started),
             updated_at=to_datetime(updated),
@@ -400,10 +401,7 @@ class ContentStore:
         fd = self._lock_ingest(path, ref, create=True)
         try:
             stored = _read_small(path / "ref")
-            try:
-                stored_total = int(_read_small(path / "total") or 0)
-            except ValueError:
-                stored, stored_total = None, 0  # a torn ingest: start it again
+            stored_total = _read_int(path / "total")
             stored_expected = (_read_small(path / "expected") or "").strip()
             fresh = stored != key
             if not fresh and (
@@ -427,8 +425,13 @@ class ContentStore:
                     _write_small(path / "expected", expected)
                 total, want = size or 0, expected or ""
             else:
-                started = int(_read_small(path / "startedat") or 0) or time.time_ns()
-                total, want = stored_total, stored_expected
+                started = _read_int(path / "startedat") or time.time_ns()
+                # What the first writer did not announce, a resuming one may.
+                if size and not stored_total:
+                    _write_small(path / "total", str(size))
+                if expected and not stored_expected:
+                    _write_small(path / "expected", expected)
+                total, want = stored_total or size or 0, stored_expected or expected or ""
             if self.lease:
                 with self.db.transaction() as c:
                     add_resource_in(c, self.namespace, self.lease, Resource(ref, INGESTS))

@@ -382,3 +382,32 @@ def test_concurrent_ingests_of_one_blob_all_succeed_once(store: ContentStore) ->
     assert list(store.blobs.digests()) == [dg(data)]
     assert store.read(dg(data)) == data
     assert store.statuses() == []
+
+
+def test_a_resuming_writer_may_announce_what_the_first_did_not(store: ContentStore) -> None:
+    data = b"announced late"
+    w = store.writer("late")
+    w.write(data[:4])
+    w.close()
+    w = store.writer("late", dg(data), len(data))
+    assert (w.offset, w.total, w.expected) == (4, len(data), dg(data))
+    w.close()
+    st = store.status("late")
+    assert (st.total, st.expected) == (len(data), dg(data))
+    w = store.writer("late", dg(b"other content"))  # announced for other content: restart
+    assert w.offset == 0
+    w.close()
+
+
+def test_a_torn_ingest_is_still_usable(store: ContentStore) -> None:
+    w = store.writer("torn", size=10)
+    w.write(b"12345")
+    path = w.path
+    w.close()
+    (path / "total").write_text("not a number")
+    (path / "startedat").write_text("")
+    [st] = store.statuses()
+    assert (st.offset, st.total) == (5, 0)
+    w = store.writer("torn")
+    w.write(b"67890")
+    assert w.commit().size == 10
