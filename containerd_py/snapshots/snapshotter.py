@@ -12,7 +12,7 @@ import enum
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from containerd_py.snapshots.mount import Mount
 
@@ -39,6 +39,7 @@ class Usage(NamedTuple):
     inodes: int
 
 
+@runtime_checkable
 class Snapshotter(Protocol):
     def stat(self, key: str) -> Info: ...
 

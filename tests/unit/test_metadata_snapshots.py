@@ -108,3 +108,9 @@ def test_leased_snapshots(env) -> None:
     assert leases.list_resources("default", "unpack") == [Resource("layer", "snapshots/native")]
     sn.remove("layer")
     assert leases.list_resources("default", "unpack") == []
+
+
+def test_namespaced_view_implements_the_protocol(env) -> None:
+    from containerd_py.snapshots import Snapshotter
+
+    assert isinstance(env[2], Snapshotter)

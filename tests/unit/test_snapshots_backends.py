@@ -201,3 +201,30 @@ def test_native_prepare_copies_the_parent(tmp_path: Path) -> None:
     assert (fs / "dir" / "f").read_text() == "data"
     assert s.view("v", "base") == [Mount("bind", str(fs_of(s, "v")), ("ro", "rbind"))]
     s.close()
+
+
+def test_backends_implement_the_protocol(sn: DirSnapshotter) -> None:
+    from containerd_py.snapshots import Snapshotter
+
+    assert isinstance(sn, Snapshotter)
+
+
+def test_backend_bookkeeping_migration_1(tmp_path: Path) -> None:
+    from containerd_py.metadata.db import MetadataDB
+    from containerd_py.snapshots.storage import MIGRATIONS
+
+    db = MetadataDB(tmp_path / "m.db", MIGRATIONS[:1])
+    cols = [r[1] for r in db.conn().execute("PRAGMA table_info(snapshots)")]
+    assert db.version == 1
+    assert cols == [
+        "id",
+        "key",
+        "kind",
+        "parent_id",
+        "labels",
+        "created_at",
+        "updated_at",
+        "size",
+        "inodes",
+    ]
+    db.close()
