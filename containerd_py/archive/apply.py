@@ -24,7 +24,10 @@ Whiteouts, in the two forms the snapshotters want (`whiteout_mode`):
 | `.wh..wh.plnk` ... | skipped (AUFS bookkeeping)         | skipped                            |
 
 As the image spec says, a whiteout only hides what lower layers hold: an entry of the same
-layer survives it, whatever the order inside the tar.
+layer survives it, whatever the order inside the tar. In overlay mode the upperdir starts
+empty, so a hard link can only point at an entry of the same layer (a diff never links
+across layers anyway), and a symlink of a lower layer is not followed (the upperdir gets a
+real directory, which overlayfs shows in place of the lower symlink), as with containerd.
 
 Metadata, in this order because each step can undo the one before: owner (`chown` clears
 setuid/setgid and file capabilities), then mode, then xattrs, then times. Directory modes
