@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from containerd_py.errdefs import FailedPrecondition, Internal
+from containerd_py.errdefs import FailedPrecondition, Internal, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,12 @@ class MetadataDB:
                 finally:
                     self._local.depth -= 1
                 return
-            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as e:
+                # Locked past the busy timeout: another process holds the file (a second
+                # daemon on the same root?). Retryable, not a crash.
+                raise Unavailable(f"metadata database {self.path} is busy: {e}") from e
             self._local.depth = 1
             try:
                 yield c

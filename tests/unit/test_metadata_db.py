@@ -224,3 +224,21 @@ def test_schema_comment_names_every_table() -> None:
     doc = dbmod.__doc__ or ""
     for table in ("namespaces", "containers", "images", "content", "leases", "snapshots"):
         assert f"\n    {table}" in doc
+
+
+def test_a_database_locked_by_another_process_is_unavailable(tmp_path: Path) -> None:
+    from containerd_py.errdefs import Unavailable
+
+    d = MetadataDB(tmp_path / "m.db")
+    other = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    d.conn().execute("PRAGMA busy_timeout = 50")
+    try:
+        with pytest.raises(Unavailable, match="busy"), d.transaction():
+            pass
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    with d.transaction():
+        pass
+    d.close()
