@@ -432,3 +432,22 @@ def test_names_from_annotations(tmp_path: Path) -> None:
     # Without a base name, a bare tag names nothing: the digest stands in.
     got = [i.name for i in import_oci_layout(MemoryContentStore(), layout)]
     assert got == [desc["digest"], "quay.io/a/b:c", desc["digest"]]
+
+
+def test_hostile_archive_paths_are_not_followed(tmp_path: Path) -> None:
+    # A digest is checked before it becomes a path: no blobs/sha256/../../ lookups.
+    desc = {"mediaType": mt.OCI_MANIFEST, "digest": "sha256:../../../etc/passwd", "size": 1}
+    layout = write_layout(tmp_path / "bad-digest", [desc], {})
+    with pytest.raises(InvalidArchiveError):
+        import_oci_layout(MemoryContentStore(), layout)
+    # docker-save paths that climb out of the archive (or the directory) are not read.
+    for config in ("../../etc/passwd", "/etc/passwd"):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            data = json.dumps([{"Config": config, "RepoTags": [], "Layers": []}]).encode()
+            info = tarfile.TarInfo("manifest.json")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        buf.seek(0)
+        with pytest.raises(InvalidArchiveError, match="missing"):
+            import_docker_archive(MemoryContentStore(), buf)
