@@ -515,6 +515,11 @@ class ContentStore:
             raise NotFound(f"content {digest} not found in namespace {self.namespace!r}")
         return info
 
+    def exists(self, digest: str) -> bool:
+        """Whether this namespace has the blob (InvalidArgument for a malformed digest)."""
+        digests.validate(digest)
+        return self._record(digest) is not None
+
     def open(self, digest: str) -> BinaryIO:
         self.info(digest)
         try:

@@ -54,6 +54,8 @@ def test_commit_publishes_a_read_only_blob(store: ContentStore, tmp_path: Path) 
     assert stat.S_IMODE(blob.stat().st_mode) & 0o222 == 0
     assert ingest_dirs(tmp_path) == []
     assert store.info(dg(data)) == info
+    assert store.exists(dg(data)) and not store.exists(dg(b"other"))
+    assert not store.with_namespace("other").exists(dg(data))
     assert store.read(dg(data)) == data
     assert store.read(dg(data), 7, 2) == b"bl"
     with store.open(dg(data)) as f:
@@ -277,6 +279,7 @@ def test_bad_digests_are_refused_before_any_path_is_built(store: ContentStore, b
     assert not digests.is_digest(bad)
     for call in (
         lambda: store.info(bad),
+        lambda: store.exists(bad),
         lambda: store.open(bad),
         lambda: store.read(bad),
         lambda: store.delete(bad),
