@@ -1,0 +1,49 @@
+"""The daemon's gRPC services, each a thin adapter from the wire to core objects.
+
+Adding a service: write `containerd_py/services/<name>.py` with a servicer and
+`register(server, deps) -> list[PluginInfo]`, put what it needs on `Deps` (constructor
+injection: the server builds the core objects once, tests can build their own), and
+append the module to `SERVICES`. Introspection lists what the registrations return.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import ModuleType
+
+import grpc
+
+from containerd_py.config import Config
+from containerd_py.events.exchange import Exchange
+from containerd_py.services import events, introspection, namespaces, version
+from containerd_py.services.introspection import PluginInfo
+from containerd_py.services.namespaces import NamespaceStore
+
+Register = Callable[[grpc.Server, "Deps"], list[PluginInfo]]
+
+
+@dataclass
+class Deps:
+    """Everything the services share, built once by the server."""
+
+    config: Config
+    exchange: Exchange
+    namespaces: NamespaceStore
+    # What Introspection.Plugins reports: core components (added by the server) and the
+    # services (added by `register_all`).
+    plugins: list[PluginInfo] = field(default_factory=list)
+
+
+SERVICES: list[ModuleType] = [version, introspection, namespaces, events]
+
+
+def register_all(server: grpc.Server, deps: Deps) -> list[PluginInfo]:
+    """Register every service in `SERVICES` on `server`; returns their plugin records
+    (also appended to `deps.plugins`)."""
+    added: list[PluginInfo] = []
+    for module in SERVICES:
+        register: Register = module.register
+        added.extend(register(server, deps))
+    deps.plugins.extend(added)
+    return added
