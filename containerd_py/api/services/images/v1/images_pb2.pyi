@@ -260,16 +260,18 @@ class ImportResponse(_message.Message):
     def __init__(self, images: _Optional[_Iterable[_Union[Image, _Mapping]]] = ...) -> None: ...
 
 class ExportRequest(_message.Message):
-    __slots__ = ("names", "platform", "all_platforms", "path")
+    __slots__ = ("names", "platform", "all_platforms", "path", "format")
     NAMES_FIELD_NUMBER: _ClassVar[int]
     PLATFORM_FIELD_NUMBER: _ClassVar[int]
     ALL_PLATFORMS_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
     names: _containers.RepeatedScalarFieldContainer[str]
     platform: _platform_pb2.Platform
     all_platforms: bool
     path: str
-    def __init__(self, names: _Optional[_Iterable[str]] = ..., platform: _Optional[_Union[_platform_pb2.Platform, _Mapping]] = ..., all_platforms: _Optional[bool] = ..., path: _Optional[str] = ...) -> None: ...
+    format: str
+    def __init__(self, names: _Optional[_Iterable[str]] = ..., platform: _Optional[_Union[_platform_pb2.Platform, _Mapping]] = ..., all_platforms: _Optional[bool] = ..., path: _Optional[str] = ..., format: _Optional[str] = ...) -> None: ...
 
 class ExportResponse(_message.Message):
     __slots__ = ("data", "size")

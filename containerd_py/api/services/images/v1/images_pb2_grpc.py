@@ -139,8 +139,9 @@ class ImagesServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Export(self, request, context):
-        """Write images as a tar (OCI image layout plus Docker's manifest.json, which both
-        `docker load` and Import read), to a path on the daemon host or down the stream.
+        """Write images as a tar (an OCI image layout, or a `docker save` archive: see
+        ExportRequest.format; Import reads both), to a path on the daemon host or down the
+        stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
