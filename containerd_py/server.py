@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from containerd_py import errdefs, services
 from containerd_py.config import Config
@@ -165,6 +166,8 @@ class Server:
         self.deps = services.Deps(config=cfg, exchange=self.exchange, namespaces=store)
         self.deps.plugins.extend(plugins)
         services.register_all(self._grpc, self.deps)
+        for p in self.deps.plugins:
+            log.debug("loaded plugin %s.%s", p.type, p.id)
 
     def _bind(self) -> None:
         assert self._grpc is not None
@@ -230,12 +233,27 @@ class _Formatter(logging.Formatter):
         return line
 
 
+class _UndecodableRequests(logging.Filter):
+    """grpc logs a full traceback for every request that does not decode; that is the
+    client's mistake (answered INTERNAL by grpc), so one warning line is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, DecodeError):
+            record.msg, record.args = "rejected a request that does not decode: %s", (exc,)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure_logging(level: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.getLogger("grpc._common").addFilter(_UndecodableRequests())
 
 
 def run(config: Config) -> int:
