@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import os
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +45,9 @@ from containerd_py.namespaces import DEFAULT as DEFAULT_NAMESPACE
 from containerd_py.namespaces import METADATA_KEY
 
 DEFAULT_TIMEOUT = 10.0
+# What grpc says when the transport, not the daemon, ended a call with UNAVAILABLE (the
+# daemon's own Unavailable errors say what they are about).
+_TRANSPORT_FAILURES = ("Socket closed", "Stream removed", "Connection reset", "GOAWAY")
 
 
 class ConnectError(errdefs.Unavailable):
@@ -62,8 +66,10 @@ def translate(err: grpc.RpcError, address: str, method: str = "") -> errdefs.PyC
         # grpc's text ends with "... error: No such file or directory": keep the cause.
         reason = details.rsplit("error: ", 1)[-1].strip()
         return ConnectError(f"cannot connect to pycontainerd at {address}: {reason}")
-    if code is grpc.StatusCode.UNAVAILABLE and not details.strip():
-        return ConnectError(f"connection to pycontainerd at {address} lost")
+    if code is grpc.StatusCode.UNAVAILABLE and (
+        not details.strip() or any(m in details for m in _TRANSPORT_FAILURES)
+    ):
+        return ConnectError(f"connection to pycontainerd at {address} lost ({details})")
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         what = f" to {method}" if method else ""
         return DeadlineExceeded(f"pycontainerd at {address} did not answer{what} in time")
@@ -247,7 +253,7 @@ class Client:
             events_pb2.SubscribeRequest(filters=filters), metadata=self.metadata
         )
         stream = EventStream(call, self.address)
-        stream._wait_subscribed()
+        stream._wait_subscribed(self.timeout)
         return stream
 
 
@@ -300,9 +306,18 @@ class EventStream:
         self._address = address
         self._closed = False
 
-    def _wait_subscribed(self) -> None:
-        # Blocks until the daemon's initial metadata, or the end of the call (an error).
-        self._call.initial_metadata()
+    def _wait_subscribed(self, timeout: float) -> None:
+        # initial_metadata() returns with the daemon's confirmation or the end of the call
+        # (an error) and has no timeout of its own: a helper thread bounds the wait, so a
+        # hung daemon cannot block the caller forever.
+        waiter = threading.Thread(target=self._call.initial_metadata, daemon=True)
+        waiter.start()
+        waiter.join(timeout)
+        if waiter.is_alive():
+            self.close()
+            raise DeadlineExceeded(
+                f"pycontainerd at {self._address} did not confirm the subscription in time"
+            )
         if self._call.done():
             try:
                 code = self._call.code()

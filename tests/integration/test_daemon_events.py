@@ -166,3 +166,16 @@ def test_a_client_that_dies_is_unsubscribed(short_tmp: Path) -> None:
         for s in held:
             assert next_or_fail(s).topic == "/test/ping"
             s.close()
+
+
+def test_a_daemon_killed_under_a_stream_is_a_lost_connection(daemon: Daemon) -> None:
+    from containerd_py.client import ConnectError
+
+    with daemon.client() as c:
+        stream = c.events()
+        daemon.kill9()
+        with pytest.raises(
+            ConnectError, match=f"connection to pycontainerd at {daemon.address} lost"
+        ):
+            next_or_fail(stream)
+        stream.close()

@@ -251,3 +251,36 @@ def test_translate_of_an_unknown_code() -> None:
     err = translate(Fake(), "/x.sock")
     assert type(err) is errdefs.PyContainerdError
     assert str(err) == "bits fell out"
+
+
+def test_events_waits_for_the_subscription_only_so_long(short_tmp) -> None:
+    """A daemon that never confirms a Subscribe (hung, starved) cannot block the caller."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    def never_confirms(request, context):
+        time.sleep(3)
+        yield from ()
+
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "pycontainerd.services.events.v1.Events",
+                {"Subscribe": grpc.unary_stream_rpc_method_handler(never_confirms)},
+            )
+        ]
+    )
+    address = str(short_tmp / "hung.sock")
+    server.add_insecure_port("unix:" + address)
+    server.start()
+    try:
+        started = time.monotonic()
+        with (
+            Client(address, timeout=0.3) as client,
+            pytest.raises(DeadlineExceeded, match="did not confirm the subscription"),
+        ):
+            client.events()
+        assert time.monotonic() - started < 2
+    finally:
+        server.stop(0).wait()
