@@ -7,8 +7,10 @@ Settings come from the defaults, then the config file (`--config`, or
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from containerd_py.config import (
@@ -21,6 +23,32 @@ from containerd_py.config import (
 )
 
 DEFAULT_CONFIG = "/etc/pycontainerd/config.toml"
+
+
+class _Formatter(logging.Formatter):
+    """containerd's (logrus) text format: time="..." level=info msg="..." logger=..."""
+
+    LEVELS = {"WARNING": "warning", "CRITICAL": "fatal"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        level = self.LEVELS.get(record.levelname, record.levelname.lower())
+        msg = record.getMessage().replace("\\", "\\\\").replace('"', '\\"')
+        micros = int(record.created % 1 * 1_000_000)
+        line = f'time="{t}.{micros:06d}Z" level={level} msg="{msg}"'
+        line += f" logger={record.name}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure_logging(level: int) -> None:
+    """Everything to stderr, in containerd's format."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -61,11 +89,14 @@ def load_config(args: argparse.Namespace) -> Config:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # Before the config is read, so its warnings (unknown keys) look like every other line.
+    configure_logging(logging.INFO)
     try:
         config = load_config(args)
     except ConfigError as e:
         print(f"pycontainerd: {e}", file=sys.stderr)
         return 2
+    logging.getLogger().setLevel(config.log_level_number)
     # The daemon forks only to exec (shims, git): grpc's fork handlers are both useless
     # and a known source of deadlocks there. Read by grpc at import, hence before it.
     os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")

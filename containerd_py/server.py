@@ -28,7 +28,6 @@ import os
 import signal
 import socket
 import stat
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -163,7 +162,7 @@ class Server:
                 ("grpc.max_send_message_length", cfg.max_send_message_size),
             ],
         )
-        self.deps = services.Deps(config=cfg, exchange=self.exchange, namespaces=store)
+        self.deps = services.Deps(config=cfg, exchange=self.exchange, namespaces=store, db=self._db)
         self.deps.plugins.extend(plugins)
         services.register_all(self._grpc, self.deps)
         for p in self.deps.plugins:
@@ -216,23 +215,6 @@ class Server:
             self._lock_fd = None
 
 
-class _Formatter(logging.Formatter):
-    """containerd's (logrus) text format: time="..." level=info msg="..." logger=..."""
-
-    LEVELS = {"WARNING": "warning", "CRITICAL": "fatal"}
-
-    def format(self, record: logging.LogRecord) -> str:
-        t = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        level = self.LEVELS.get(record.levelname, record.levelname.lower())
-        msg = record.getMessage().replace("\\", "\\\\").replace('"', '\\"')
-        micros = int(record.created % 1 * 1_000_000)
-        line = f'time="{t}.{micros:06d}Z" level={level} msg="{msg}"'
-        line += f" logger={record.name}"
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
-
-
 class _UndecodableRequests(logging.Filter):
     """grpc logs a full traceback for every request that does not decode; that is the
     client's mistake (answered INTERNAL by grpc), so one warning line is enough."""
@@ -247,18 +229,10 @@ class _UndecodableRequests(logging.Filter):
         return True
 
 
-def configure_logging(level: int) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    logging.getLogger("grpc._common").addFilter(_UndecodableRequests())
-
-
 def run(config: Config) -> int:
-    """Serve until SIGTERM or SIGINT; the exit status of the daemon."""
-    configure_logging(config.log_level_number)
+    """Serve until SIGTERM or SIGINT; the exit status of the daemon. Logging is the
+    caller's to set up (`__main__` logs to stderr in containerd's format)."""
+    logging.getLogger("grpc._common").addFilter(_UndecodableRequests())
     # kill -USR1 <pid> dumps every thread's stack to stderr: how to see what a hung
     # daemon is doing (containerd does the same on SIGUSR1).
     faulthandler.register(signal.SIGUSR1, all_threads=True)

@@ -16,6 +16,7 @@ import grpc
 
 from containerd_py.config import Config
 from containerd_py.events.exchange import Exchange
+from containerd_py.metadata.db import MetadataDB
 from containerd_py.services import events, introspection, namespaces, version
 from containerd_py.services.introspection import PluginInfo
 from containerd_py.services.namespaces import NamespaceStore
@@ -30,6 +31,8 @@ class Deps:
     config: Config
     exchange: Exchange
     namespaces: NamespaceStore
+    # The metadata database the stores share (None when a test injects its own stores).
+    db: MetadataDB | None = None
     # What Introspection.Plugins reports: core components (added by the server) and the
     # services (added by `register_all`).
     plugins: list[PluginInfo] = field(default_factory=list)
