@@ -180,6 +180,9 @@ class ContainersService(containers_pb2_grpc.ContainersServicer):
 
 
 def register(server: grpc.Server, deps: Deps) -> list[PluginInfo]:
-    service = ContainersService(ContainerStore(deps.db), deps.exchange, deps.gc)
+    if deps.storage is None:
+        return []  # a test server without storage
+    storage = deps.storage
+    service = ContainersService(ContainerStore(storage.db), deps.exchange, storage.gc)
     containers_pb2_grpc.add_ContainersServicer_to_server(service, server)
     return [PluginInfo(GRPC_PLUGIN, "containers", requires=(METADATA_PLUGIN, EVENT_PLUGIN))]

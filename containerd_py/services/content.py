@@ -47,6 +47,7 @@ from containerd_py.services.leases import lease_of, timestamp
 if TYPE_CHECKING:
     from containerd_py.services import Deps
 
+CONTENT_PLUGIN = "io.pycontainerd.content.v1"
 READ_CHUNK = 1 << 20
 LIST_BATCH = 100
 
@@ -210,7 +211,12 @@ class ContentService(content_pb2_grpc.ContentServicer):
 
 
 def register(server: grpc.Server, deps: Deps) -> list[PluginInfo]:
-    content_pb2_grpc.add_ContentServicer_to_server(
-        ContentService(deps.content, deps.exchange), server
-    )
-    return [PluginInfo(GRPC_PLUGIN, "content", requires=(METADATA_PLUGIN, EVENT_PLUGIN))]
+    if deps.storage is None:
+        return []  # a test server without storage
+    service = ContentService(deps.storage.content, deps.exchange)
+    content_pb2_grpc.add_ContentServicer_to_server(service, server)
+    root = str(deps.storage.content.blobs.root)
+    return [
+        PluginInfo(CONTENT_PLUGIN, "content", requires=(METADATA_PLUGIN,), exports={"root": root}),
+        PluginInfo(GRPC_PLUGIN, "content", requires=(CONTENT_PLUGIN, EVENT_PLUGIN)),
+    ]

@@ -375,14 +375,17 @@ def _name(name: str) -> str:
 
 
 def register(server: grpc.Server, deps: Deps) -> list[PluginInfo]:
+    if deps.storage is None:
+        return []  # a test server without storage
+    storage = deps.storage
     service = ImagesService(
-        ImageStore(deps.db),
-        deps.content,
-        deps.snapshotters,
-        LeaseStore(deps.db),
+        ImageStore(storage.db),
+        storage.content,
+        storage.snapshotters,
+        LeaseStore(storage.db),
         deps.exchange,
-        gc=deps.gc,
-        work_dir=deps.config.root / "tmp",
+        gc=storage.gc,
+        work_dir=storage.work_dir,
     )
     images_pb2_grpc.add_ImagesServicer_to_server(service, server)
     return [

@@ -111,6 +111,8 @@ class LeasesService(leases_pb2_grpc.LeasesServicer):
 
 
 def register(server: grpc.Server, deps: Deps) -> list[PluginInfo]:
-    store = LeaseStore(deps.db)
-    leases_pb2_grpc.add_LeasesServicer_to_server(LeasesService(store, deps.gc), server)
+    if deps.storage is None:
+        return []  # a test server without storage
+    store = LeaseStore(deps.storage.db)
+    leases_pb2_grpc.add_LeasesServicer_to_server(LeasesService(store, deps.storage.gc), server)
     return [PluginInfo(GRPC_PLUGIN, "leases", requires=(METADATA_PLUGIN,))]

@@ -222,15 +222,18 @@ class SnapshotsService(snapshots_pb2_grpc.SnapshotsServicer):
 
 
 def register(server: grpc.Server, deps: Deps) -> list[PluginInfo]:
-    service = SnapshotsService(deps.snapshotters, deps.exchange)
+    if deps.storage is None:
+        return []  # a test server without storage
+    snapshotters = deps.storage.snapshotters
+    service = SnapshotsService(snapshotters, deps.exchange)
     snapshots_pb2_grpc.add_SnapshotsServicer_to_server(service, server)
     plugins = [
         PluginInfo(
             SNAPSHOTTER_PLUGIN,
             name,
-            exports={"default": str(name == deps.snapshotters.default).lower()},
+            exports={"default": str(name == snapshotters.default).lower()},
         )
-        for name in sorted(deps.snapshotters.backends)
+        for name in sorted(snapshotters.backends)
     ]
     plugins.append(
         PluginInfo(
