@@ -11,15 +11,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import grpc
 
 from containerd_py.config import Config
 from containerd_py.events.exchange import Exchange
 from containerd_py.metadata.db import MetadataDB
-from containerd_py.services import events, introspection, namespaces, version
+from containerd_py.services import (
+    containers,
+    content,
+    events,
+    images,
+    introspection,
+    leases,
+    namespaces,
+    snapshots,
+    version,
+)
 from containerd_py.services.introspection import PluginInfo
 from containerd_py.services.namespaces import NamespaceStore
+
+if TYPE_CHECKING:
+    from containerd_py.storage import Storage
 
 Register = Callable[[grpc.Server, "Deps"], list[PluginInfo]]
 
@@ -33,12 +47,25 @@ class Deps:
     namespaces: NamespaceStore
     # The metadata database the stores share (None when a test injects its own stores).
     db: MetadataDB | None = None
+    # Content, snapshotters and the garbage collector over `db` (None: the image,
+    # container, content, snapshot and lease services are not registered).
+    storage: Storage | None = None
     # What Introspection.Plugins reports: core components (added by the server) and the
     # services (added by `register_all`).
     plugins: list[PluginInfo] = field(default_factory=list)
 
 
-SERVICES: list[ModuleType] = [version, introspection, namespaces, events]
+SERVICES: list[ModuleType] = [
+    version,
+    introspection,
+    namespaces,
+    events,
+    content,
+    snapshots,
+    images,
+    containers,
+    leases,
+]
 
 
 def register_all(server: grpc.Server, deps: Deps) -> list[PluginInfo]:
