@@ -45,6 +45,7 @@ from containerd_py.metadata.namespaces import NamespaceStore as SQLiteNamespaceS
 from containerd_py.namespaces import NamespaceInterceptor
 from containerd_py.services.introspection import EVENT_PLUGIN, METADATA_PLUGIN, PluginInfo
 from containerd_py.services.namespaces import NamespaceStore
+from containerd_py.storage import Storage, open_storage
 
 log = logging.getLogger("containerd_py.server")
 
@@ -117,6 +118,7 @@ class Server:
         # the pool for everything else.
         self.exchange = exchange or Exchange(max_subscribers=max(1, config.max_workers // 2))
         self._db: MetadataDB | None = None
+        self._storage: Storage | None = None
         self._grpc: grpc.Server | None = None
         self._lock_fd: int | None = None
         self._socket_ino: int | None = None
@@ -162,7 +164,11 @@ class Server:
                 ("grpc.max_send_message_length", cfg.max_send_message_size),
             ],
         )
-        self.deps = services.Deps(config=cfg, exchange=self.exchange, namespaces=store, db=self._db)
+        if self._db is not None:
+            self._storage = open_storage(cfg.root, self._db)
+        self.deps = services.Deps(
+            config=cfg, exchange=self.exchange, namespaces=store, db=self._db, storage=self._storage
+        )
         self.deps.plugins.extend(plugins)
         services.register_all(self._grpc, self.deps)
         for p in self.deps.plugins:
@@ -207,6 +213,9 @@ class Server:
         except FileNotFoundError:
             pass
         self._socket_ino = None
+        if self._storage is not None:
+            self._storage.close()  # the collector first: it uses the database
+            self._storage = None
         if self._db is not None:
             self._db.close()
             self._db = None
