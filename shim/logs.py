@@ -30,6 +30,7 @@ import json
 import os
 import threading
 import time
+from collections import deque
 
 from shim.timestamps import parse_rfc3339, rfc3339_nano
 
@@ -217,7 +218,7 @@ class Attachment:
     def __init__(self, fanout: Fanout, max_bytes: int) -> None:
         self._fanout = fanout
         self._max = max_bytes
-        self._items: list[tuple[str, bytes]] = []
+        self._items: deque[tuple[str, bytes]] = deque()
         self._bytes = 0
         self._cond = threading.Condition()
         self.closed = False
@@ -250,7 +251,7 @@ class Attachment:
             if not self._items and not self.closed:
                 self._cond.wait_for(lambda: self._items or self.closed, timeout)
             if self._items:
-                item = self._items.pop(0)
+                item = self._items.popleft()
                 self._bytes -= len(item[1])
                 return item
             if self.closed:

@@ -459,14 +459,16 @@ class ExecProcess(Process):
         self.init = init
         self.spec = spec
         self._pidfd = -1
+        self._started = False  # start is tried once: a failed one has closed the stdio
 
     def start(self) -> None:
         """Run it: `runtime exec --detach --process <json> --pid-file <file>`."""
         with self._op_lock:
             self._require("start", State.CREATED)
-            if self.pid:
-                raise StateTransitionError(self._state, "start")
+            if self._started:
+                raise StateTransitionError(self._state, "start again")
             self.init._require("exec into", State.RUNNING)
+            self._started = True
             d = os.path.join(self.init.bundle, "execs")
             os.makedirs(d, exist_ok=True)
             spec_path = os.path.join(d, f"{self.id}.json")

@@ -124,7 +124,10 @@ class Copier(threading.Thread):
 
 
 class Stdio:
-    """stdin/stdout/stderr of one container process (init or exec), owned by the shim."""
+    """stdin/stdout/stderr of one container process (init or exec), owned by the shim.
+
+    The LogWriter given (if any) belongs to it from then on: close() closes it.
+    """
 
     def __init__(
         self,
@@ -267,13 +270,23 @@ class Stdio:
         return self.fanout.subscribe(max_bytes)
 
     def write_stdin(self, data: bytes) -> int:
-        """Write all of data to the process's stdin (blocks while the process does not read)."""
-        fd = self._master if self.terminal else self._stdin_w
-        if not self.stdin or self._stdin_closed or fd < 0:
-            raise StdioError("stdin is not open")
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        """Write all of data to the process's stdin (blocks while the process does not read).
+
+        Writes go through a dup of the fd: close_stdin() or close() from another thread
+        then cannot hand the fd number to another file under a blocked write; the pipe
+        sees EOF once the pending write is done.
+        """
+        with self._lock:
+            fd = self._master if self.terminal else self._stdin_w
+            if not self.stdin or self._stdin_closed or fd < 0:
+                raise StdioError("stdin is not open")
+            fd = os.dup(fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
         return len(data)
 
     def close_stdin(self) -> None:
@@ -315,15 +328,18 @@ class Stdio:
         for c in self._copiers:
             c.join(timeout)
         self.close_stdin()
-        if self._master >= 0:
-            os.close(self._master)
-            self._master = -1
+        with self._lock:
+            master, self._master = self._master, -1
+        if master >= 0:
+            os.close(master)
         if not self._copiers:
             self.fanout.close()
         if any(c.is_alive() for c in self._copiers):
             # A copier still polls the stop pipe (stuck writing the log?): closing it now
             # could hand its number to another file under the thread. Leak it instead.
             return
+        if self.log is not None:
+            self.log.close()
         for fd in (self._stop_r, self._stop_w):
             if fd >= 0:
                 os.close(fd)

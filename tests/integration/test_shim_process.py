@@ -179,6 +179,17 @@ def _exec(rt: str, root: str, bundle: str, cid: str) -> dict[str, Any]:
         out["e4_status"] = e.wait(30)[0]
         e.delete()
 
+        from shim.runtime_client import OCIRuntimeError
+
+        e = p.exec("e5", {**base, "args": ["/no/such/binary"]})
+        try:
+            e.start()
+            out["e5_error"] = None
+        except OCIRuntimeError as err:
+            out["e5_error"] = err.message
+        out["e5_deleted"] = e.delete()
+        out["init_after_e5"] = p.state.value
+
         out["execs_left"] = sorted(p.execs)
         out["init_log"] = _entries(bundle)  # exec output is not the container's log
         p.kill(signal.SIGKILL)
@@ -351,6 +362,9 @@ def test_exec_processes(runtime: Runtime, bundle) -> None:
     assert r["e3_status"] == 0
     assert r["e3_out"].startswith("/dev/pts/")
     assert r["e4_status"] == 0
+    assert r["e5_error"], "exec of a missing binary must fail with the runtime's reason"
+    assert r["e5_deleted"] is None
+    assert r["init_after_e5"] == "running"
     assert r["execs_left"] == []
     assert r["init_log"] == []
     assert_cleaned_up(runtime, b, cid)
