@@ -120,6 +120,7 @@ class Process:
         self._reaped = False  # the reaper reported the exit (maybe not recorded yet)
         self._exit: ExitRecord | None = None
         self._exited = threading.Event()  # set once the exit is recorded and STOPPED
+        self._finishing = False  # an exit is being recorded: the first one wins
         self._waiter: threading.Thread | None = None
         self._sub: Subscription | None = None  # covers pid; keeps its exit once closed
 
@@ -201,8 +202,10 @@ class Process:
         pass
 
     def _finish(self, rec: ExitRecord) -> None:
-        if self._exited.is_set():  # recorded already (delete gave up waiting, then it came)
-            return
+        with self._lock:
+            if self._finishing:  # recorded already (delete gave up waiting, then it came)
+                return
+            self._finishing = True
         try:
             self._record(rec)
         except OSError as e:
@@ -219,7 +222,7 @@ class Process:
 
         The exit is on disk (init) before this returns. TimeoutError after timeout seconds.
         """
-        if self.pid == 0 and self._state is State.CREATED:
+        if self.pid == 0:  # never ran (not created or started yet, or that failed)
             raise StateTransitionError(self._state, "wait for")
         if not self._exited.wait(timeout):
             raise TimeoutError(f"process {self.id} is still running")
@@ -270,6 +273,10 @@ class InitProcess(Process):
         drain_timeout: float = 2.0,
         check_subreaper: bool = True,
     ) -> None:
+        """log: where the output goes (json-file); the process's stdio closes it at delete.
+        terminal: None reads `process.terminal` from the bundle's config.json.
+        drain_timeout: how long an exit waits for the output to reach EOF before it is told.
+        """
         self.bundle = os.path.abspath(bundle)
         if terminal is None:
             with open(os.path.join(self.bundle, "config.json"), "rb") as f:

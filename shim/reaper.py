@@ -300,7 +300,10 @@ class Reaper:
                     pass
             except BlockingIOError:
                 pass
-            self.reap()
+            try:
+                self.reap()
+            except Exception as e:  # the thread must outlive anything: no reaper, no exits
+                os.write(2, f"pycontainerd-shim: reaper: {e!r}\n".encode())
 
     # -- reaping -----------------------------------------------------------------------------
 
