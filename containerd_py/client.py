@@ -18,25 +18,35 @@ which are the messages of `containerd_py.api.events.v1`).
 from __future__ import annotations
 
 import base64
+import io
+import json
 import os
+import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import grpc
 from google.protobuf import any_pb2, field_mask_pb2, json_format
 from google.protobuf.message import Message
 
 from containerd_py import errdefs
+from containerd_py.api.services.containers.v1 import containers_pb2, containers_pb2_grpc
+from containerd_py.api.services.content.v1 import content_pb2, content_pb2_grpc
 from containerd_py.api.services.events.v1 import events_pb2, events_pb2_grpc
+from containerd_py.api.services.images.v1 import images_pb2, images_pb2_grpc
 from containerd_py.api.services.introspection.v1 import (
     introspection_pb2,
     introspection_pb2_grpc,
 )
+from containerd_py.api.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from containerd_py.api.services.namespaces.v1 import namespaces_pb2, namespaces_pb2_grpc
+from containerd_py.api.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
 from containerd_py.api.services.version.v1 import version_pb2, version_pb2_grpc
+from containerd_py.api.types.v1 import descriptor_pb2, platform_pb2
 from containerd_py.api.types.v1.event_pb2 import Envelope
 from containerd_py.config import DEFAULT_ADDRESS
 from containerd_py.events import topics  # noqa: F401  (registers every event payload type)
@@ -44,7 +54,19 @@ from containerd_py.events.exchange import unpack
 from containerd_py.namespaces import DEFAULT as DEFAULT_NAMESPACE
 from containerd_py.namespaces import METADATA_KEY
 
+if TYPE_CHECKING:
+    from containerd_py.unpack import RootFS
+
 DEFAULT_TIMEOUT = 10.0
+# Imports and exports move whole archives: their deadline is not the one of a quick call.
+TRANSFER_TIMEOUT = 3600.0
+# The daemon's `containerd-lease` header (containerd_py.services.leases).
+LEASE_METADATA_KEY = "containerd-lease"
+# The OCI runtime a container runs with unless told otherwise.
+DEFAULT_RUNTIME = "pyrunc"
+SNAPSHOTTER_PLUGIN = "io.pycontainerd.snapshotter.v1"
+SPEC_TYPE_URL = "types.pycontainerd/opencontainers/runtime-spec/1/Spec"
+_CHUNK = 1 << 20
 # What grpc says when the transport, not the daemon, ended a call with UNAVAILABLE (the
 # daemon's own Unavailable errors say what they are about).
 _TRANSPORT_FAILURES = ("Socket closed", "Stream removed", "Connection reset", "GOAWAY")
@@ -75,7 +97,11 @@ def translate(err: grpc.RpcError, address: str, method: str = "") -> errdefs.PyC
         return DeadlineExceeded(f"pycontainerd at {address} did not answer{what} in time")
     if code is grpc.StatusCode.UNIMPLEMENTED:
         what = method or "this call"
-        return errdefs.PyContainerdError(f"pycontainerd at {address} does not implement {what}")
+        # A service may say why (Images.Pull: "registry support arrives with ...").
+        why = f": {details}" if details and details != "Method not found!" else ""
+        return errdefs.PyContainerdError(
+            f"pycontainerd at {address} does not implement {what}{why}"
+        )
     return errdefs.from_code_name(code.name if code else "UNKNOWN", details)
 
 
@@ -150,11 +176,14 @@ class Client:
         namespace: str = DEFAULT_NAMESPACE,
         timeout: float = DEFAULT_TIMEOUT,
         *,
+        lease: str | None = None,
         _channel: grpc.Channel | None = None,
     ) -> None:
         self.address = address
         self.namespace = namespace
         self.timeout = timeout
+        # Sent as `containerd-lease`: what the calls create belongs to this lease.
+        self.lease = lease
         self._owns_channel = _channel is None
         self.channel = _channel or grpc.insecure_channel(
             # grpc's "unix:" target takes the path as is: make it absolute so the cwd
@@ -169,10 +198,21 @@ class Client:
         self._introspection = introspection_pb2_grpc.IntrospectionStub(self.channel)
         self._namespaces = namespaces_pb2_grpc.NamespacesStub(self.channel)
         self._events = events_pb2_grpc.EventsStub(self.channel)
+        self._images = images_pb2_grpc.ImagesStub(self.channel)
+        self._content = content_pb2_grpc.ContentStub(self.channel)
+        self._snapshots = snapshots_pb2_grpc.SnapshotsStub(self.channel)
+        self._leases = leases_pb2_grpc.LeasesStub(self.channel)
+        self._containers = containers_pb2_grpc.ContainersStub(self.channel)
 
     def with_namespace(self, namespace: str) -> Client:
         """A client for another namespace over the same connection."""
         return Client(self.address, namespace, self.timeout, _channel=self.channel)
+
+    def with_lease(self, lease: str | None) -> Client:
+        """A client whose calls create objects under `lease` (same connection)."""
+        return Client(
+            self.address, self.namespace, self.timeout, lease=lease, _channel=self.channel
+        )
 
     def close(self) -> None:
         if self._owns_channel:
@@ -186,6 +226,8 @@ class Client:
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
+        if self.lease:
+            return ((METADATA_KEY, self.namespace), (LEASE_METADATA_KEY, self.lease))
         return ((METADATA_KEY, self.namespace),)
 
     def call(self, method: Any, request: Message, *, timeout: float | None = None) -> Any:
@@ -255,6 +297,177 @@ class Client:
         stream = EventStream(call, self.address)
         stream._wait_subscribed(self.timeout)
         return stream
+
+    # -- images, content, snapshots, leases, containers ---------------------------------
+
+    def stream(
+        self, method: Any, request: Message, *, timeout: float | None = None
+    ) -> Iterator[Any]:
+        """Invoke a server-streaming stub method; yields its messages, errdefs errors."""
+        try:
+            yield from method(
+                request,
+                metadata=self.metadata,
+                timeout=self.timeout if timeout is None else timeout,
+            )
+        except grpc.RpcError as e:
+            raise translate(e, self.address, _method_name(method)) from None
+
+    def images(self) -> ImageService:
+        return ImageService(self)
+
+    def content(self) -> ContentService:
+        return ContentService(self)
+
+    def snapshots(self, snapshotter: str = "") -> SnapshotService:
+        """Snapshots of `snapshotter` ("" is the daemon's default)."""
+        return SnapshotService(self, snapshotter)
+
+    def leases(self) -> LeaseService:
+        return LeaseService(self)
+
+    def containers(self) -> ContainerService:
+        return ContainerService(self)
+
+    @contextmanager
+    def temporary_lease(self, ttl: timedelta = timedelta(hours=1)) -> Iterator[Client]:
+        """A client under a fresh lease that expires by itself after `ttl` (if this
+        process dies first), deleted when the block ends: what the block creates is safe
+        from the garbage collector until something else refers to it."""
+        expire = (datetime.now(UTC) + ttl).strftime("%Y-%m-%dT%H:%M:%SZ")
+        lease = self.leases().create(labels={"containerd.io/gc.expire": expire})
+        try:
+            yield self.with_lease(lease.id)
+        finally:
+            self.leases().delete(lease.id)
+
+    def snapshotter_name(self, requested: str = "") -> str:
+        """The daemon's name for a snapshotter ("" → its default, "overlayfs" → overlay)."""
+        loaded = self.plugins(f"type=={SNAPSHOTTER_PLUGIN}")
+        names = {p.id for p in loaded}
+        if not requested:
+            default = [p.id for p in loaded if p.exports.get("default") == "true"]
+            if not default:
+                raise errdefs.FailedPrecondition("pycontainerd has no default snapshotter")
+            return default[0]
+        if requested in names:
+            return requested
+        if requested == "overlayfs" and "overlay" in names:
+            return "overlay"
+        raise errdefs.InvalidArgument(
+            f"snapshotter {requested!r} is not loaded (loaded: {', '.join(sorted(names))})"
+        )
+
+    def image_rootfs(self, image: Image, platform: str | None = None) -> RootFS:
+        """The manifest, config and layers of an image for a platform (the host's)."""
+        from containerd_py.unpack import resolve_rootfs
+
+        return resolve_rootfs(self.content().fetcher(), _images_descriptor(image.target), platform)
+
+    def image_summary(self, image: Image, platform: str | None = None) -> ImageSummary:
+        """Size and platforms of an image, as `ctr images ls` shows them."""
+        from containerd_py.images import mediatypes as mt
+        from containerd_py.images.manifest import parse_config, parse_index, parse_manifest
+        from containerd_py.images.platforms import PlatformMatcher
+
+        fetch = self.content().fetcher()
+        matcher = PlatformMatcher(platform)
+        size = 0
+        found: set[str] = set()
+
+        def walk(desc: Any, top: bool) -> None:
+            nonlocal size
+            size += desc.size
+            if mt.is_index(desc.media_type):
+                for child in parse_index(fetch(desc), desc.media_type).manifests:
+                    if child.platform is not None and top:
+                        found.add(str(child.platform))
+                    if matcher.matches(child.platform):
+                        walk(child, False)
+            elif mt.is_manifest(desc.media_type):
+                m = parse_manifest(fetch(desc), desc.media_type)
+                if top:
+                    cfg = parse_config(fetch(m.config))
+                    found.add(str(cfg.platform))
+                size += m.config.size + sum(layer.size for layer in m.layers)
+
+        walk(_images_descriptor(image.target), True)
+        return ImageSummary(size, sorted(found))
+
+    def new_container(
+        self,
+        container_id: str,
+        image_name: str,
+        *,
+        snapshotter: str = "",
+        labels: Mapping[str, str] | None = None,
+        runtime: str = DEFAULT_RUNTIME,
+        args: Sequence[str] | None = None,
+        env: Sequence[str] = (),
+        terminal: bool = False,
+    ) -> Container:
+        """A container record for an unpacked image (containerd's `NewContainer` with
+        `WithNewSnapshot` and `WithImageConfig`): an active snapshot `container_id` on the
+        image's top layer, and a spec from the image config and our default spec.
+
+        Made under a temporary lease, so a collection cannot take the snapshot before the
+        record refers to it; an error leaves neither behind.
+        """
+        from containerd_py.oci_spec import PasswdLookup, build_spec, find_files
+
+        image = self.images().get(image_name)
+        rootfs = self.image_rootfs(image)
+        name = self.snapshotter_name(snapshotter)
+        chain = rootfs.chain_id
+        try:
+            self.snapshots(name).stat(chain)
+        except errdefs.NotFound:
+            raise errdefs.FailedPrecondition(
+                f"image {image_name} is not unpacked into snapshotter {name}"
+                " (import it again without --no-unpack)"
+            ) from None
+        content = self.content()
+
+        def lookup() -> PasswdLookup:
+            layers = [content.opener(d.digest) for d in reversed(rootfs.layers)]
+            files = find_files(layers, ["etc/passwd", "etc/group"])
+            return PasswdLookup(files.get("etc/passwd", ""), files.get("etc/group", ""))
+
+        spec = build_spec(
+            rootfs.image_config,
+            container_id=container_id,
+            namespace=self.namespace,
+            args=args,
+            env=env,
+            terminal=terminal,
+            lookup=lookup,
+        )
+        record = Container(
+            id=container_id,
+            image=image.name,
+            runtime=runtime,
+            spec=json.dumps(spec, indent=2).encode(),
+            snapshotter=name,
+            snapshot_key=container_id,
+            labels=dict(labels or {}),
+        )
+        with self.temporary_lease() as leased:
+            leased.snapshots(name).prepare(container_id, chain)
+            try:
+                return leased.containers().create(record)
+            except BaseException:
+                with suppress(errdefs.PyContainerdError):
+                    self.snapshots(name).remove(container_id)
+                raise
+
+    def delete_container(self, container_id: str, *, cleanup_snapshot: bool = True) -> None:
+        """Delete a container record and (by default) its snapshot."""
+        container = self.containers().get(container_id)
+        self.containers().delete(container_id)
+        if cleanup_snapshot and container.snapshotter and container.snapshot_key:
+            # The collector the delete scheduled may get there first: NotFound is fine.
+            with suppress(errdefs.NotFound):
+                self.snapshots(container.snapshotter).remove(container.snapshot_key)
 
 
 class NamespaceService:
@@ -362,3 +575,628 @@ def _method_name(method: Any) -> str:
     if isinstance(name, bytes):
         name = name.decode(errors="replace")
     return str(name).rsplit("/", 1)[-1]
+
+
+# -- images, content, snapshots, leases, containers: results ----------------------------
+
+
+def _time(ts: Any) -> datetime:
+    return ts.ToDatetime(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    name: str
+    target: Descriptor
+    labels: Mapping[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageSummary:
+    size: int  # the bytes of the blobs of the chosen platform, as `ctr images ls`
+    platforms: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class ContentInfo:
+    digest: str
+    size: int
+    created_at: datetime
+    updated_at: datetime
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestStatus:
+    ref: str
+    offset: int
+    total: int
+    expected: str
+    started_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    name: str
+    kind: str  # "View", "Active" or "Committed", as containerd spells them
+    parent: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    size: int
+    inodes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    type: str
+    source: str
+    options: tuple[str, ...] = ()
+    target: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    id: str
+    created_at: datetime | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseResource:
+    id: str
+    type: str  # "content", "ingests", "images", "snapshots/<snapshotter>"
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    id: str
+    image: str = ""
+    runtime: str = DEFAULT_RUNTIME
+    runtime_options: any_pb2.Any | None = None
+    spec: bytes | None = None  # config.json bytes
+    snapshotter: str = ""
+    snapshot_key: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    extensions: Mapping[str, any_pb2.Any] = field(default_factory=dict)
+    sandbox: str = ""
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def spec_dict(self) -> dict[str, Any] | None:
+        return None if self.spec is None else json.loads(self.spec)
+
+
+_KIND_NAMES = {
+    snapshots_pb2.KIND_VIEW: "View",
+    snapshots_pb2.KIND_ACTIVE: "Active",
+    snapshots_pb2.KIND_COMMITTED: "Committed",
+}
+
+
+def _descriptor(d: descriptor_pb2.Descriptor) -> Descriptor:
+    return Descriptor(d.media_type, d.digest, d.size, dict(d.annotations))
+
+
+def _images_descriptor(d: Descriptor) -> Any:
+    from containerd_py.images.manifest import Descriptor as OCIDescriptor
+
+    return OCIDescriptor(d.media_type, d.digest, d.size, dict(d.annotations))
+
+
+def _image(i: images_pb2.Image) -> Image:
+    return Image(
+        i.name, _descriptor(i.target), dict(i.labels), _time(i.created_at), _time(i.updated_at)
+    )
+
+
+def _content_info(i: content_pb2.Info) -> ContentInfo:
+    return ContentInfo(i.digest, i.size, _time(i.created_at), _time(i.updated_at), dict(i.labels))
+
+
+def _status(s: content_pb2.Status) -> IngestStatus:
+    return IngestStatus(
+        s.ref, s.offset, s.total, s.expected, _time(s.started_at), _time(s.updated_at)
+    )
+
+
+def _snapshot(i: snapshots_pb2.Info) -> SnapshotInfo:
+    return SnapshotInfo(
+        i.name,
+        _KIND_NAMES.get(i.kind, "Unknown"),
+        i.parent,
+        dict(i.labels),
+        _time(i.created_at),
+        _time(i.updated_at),
+    )
+
+
+def _mount(m: Any) -> Mount:
+    return Mount(m.type, m.source, tuple(m.options), m.target)
+
+
+def _container(c: containers_pb2.Container) -> Container:
+    return Container(
+        id=c.id,
+        image=c.image,
+        runtime=c.runtime.name,
+        runtime_options=c.runtime.options if c.runtime.HasField("options") else None,
+        spec=c.spec.value if c.HasField("spec") else None,
+        snapshotter=c.snapshotter,
+        snapshot_key=c.snapshot_key,
+        labels=dict(c.labels),
+        extensions=dict(c.extensions),
+        sandbox=c.sandbox,
+        created_at=_time(c.created_at),
+        updated_at=_time(c.updated_at),
+    )
+
+
+def _container_pb(c: Container) -> containers_pb2.Container:
+    out = containers_pb2.Container(
+        id=c.id,
+        image=c.image,
+        runtime=containers_pb2.Container.Runtime(name=c.runtime, options=c.runtime_options),
+        snapshotter=c.snapshotter,
+        snapshot_key=c.snapshot_key,
+        labels=dict(c.labels),
+        extensions=dict(c.extensions),
+        sandbox=c.sandbox,
+    )
+    if c.spec is not None:
+        out.spec.CopyFrom(any_pb2.Any(type_url=SPEC_TYPE_URL, value=c.spec))
+    return out
+
+
+def _platform_pb(text: str | None) -> platform_pb2.Platform | None:
+    if not text:
+        return None
+    from containerd_py.images.platforms import parse_platform
+
+    p = parse_platform(text)
+    return platform_pb2.Platform(os=p.os, architecture=p.architecture, variant=p.variant)
+
+
+def _mask(paths: Sequence[str] | None) -> field_mask_pb2.FieldMask | None:
+    return field_mask_pb2.FieldMask(paths=list(paths)) if paths else None
+
+
+# -- images, content, snapshots, leases, containers: services ---------------------------
+
+
+class ImageService:
+    """Image records, and archive import/export (containerd's image store + transfer)."""
+
+    def __init__(self, client: Client) -> None:
+        self._c = client
+        self._stub = client._images
+
+    def list(self, *filters: str) -> list[Image]:
+        r = self._c.call(self._stub.List, images_pb2.ListRequest(filters=filters))
+        return [_image(i) for i in r.images]
+
+    def get(self, name: str) -> Image:
+        return _image(self._c.call(self._stub.Get, images_pb2.GetRequest(name=name)).image)
+
+    def create(
+        self, name: str, target: Descriptor, labels: Mapping[str, str] | None = None
+    ) -> Image:
+        img = images_pb2.Image(
+            name=name,
+            target=descriptor_pb2.Descriptor(
+                media_type=target.media_type,
+                digest=target.digest,
+                size=target.size,
+                annotations=dict(target.annotations),
+            ),
+            labels=dict(labels or {}),
+        )
+        return _image(self._c.call(self._stub.Create, images_pb2.CreateRequest(image=img)).image)
+
+    def update(
+        self,
+        name: str,
+        *,
+        labels: Mapping[str, str] | None = None,
+        target: Descriptor | None = None,
+        paths: Sequence[str] | None = None,
+    ) -> Image:
+        img = images_pb2.Image(name=name, labels=dict(labels or {}))
+        if target is not None:
+            img.target.CopyFrom(
+                descriptor_pb2.Descriptor(
+                    media_type=target.media_type,
+                    digest=target.digest,
+                    size=target.size,
+                    annotations=dict(target.annotations),
+                )
+            )
+        req = images_pb2.UpdateRequest(image=img, update_mask=_mask(paths))
+        return _image(self._c.call(self._stub.Update, req).image)
+
+    def tag(self, source: str, target: str) -> Image:
+        """A new name for an image's target (replacing what `target` pointed at)."""
+        src = self.get(source)
+        try:
+            return self.create(target, src.target, src.labels)
+        except errdefs.AlreadyExists:
+            return self.update(target, target=src.target, paths=["target"])
+
+    def delete(self, name: str, *, sync: bool = False, target_digest: str = "") -> None:
+        req = images_pb2.DeleteRequest(name=name, sync=sync, target_digest=target_digest)
+        self._c.call(self._stub.Delete, req, timeout=max(self._c.timeout, 60) if sync else None)
+
+    def import_archive(
+        self,
+        source: str | os.PathLike[str] | BinaryIO,
+        *,
+        daemon_path: bool = False,
+        base_name: str = "",
+        unpack: bool = True,
+        snapshotter: str = "",
+        labels: Mapping[str, str] | None = None,
+        platform: str | None = None,
+        all_platforms: bool = False,
+    ) -> list[Image]:
+        """Import an OCI layout tar or a docker-save tar. A path is read here and sent,
+        unless `daemon_path` (then the daemon opens it itself)."""
+        options = images_pb2.ImportOptions(
+            unpack=unpack,
+            snapshotter=snapshotter,
+            base_name=base_name,
+            labels=dict(labels or {}),
+            all_platforms=all_platforms,
+            platform=_platform_pb(platform),
+        )
+        if daemon_path:
+            options.path = os.path.abspath(os.fspath(source))  # type: ignore[arg-type]
+
+        def requests() -> Iterator[images_pb2.ImportRequest]:
+            yield images_pb2.ImportRequest(options=options)
+            if daemon_path:
+                return
+            if isinstance(source, str | os.PathLike):
+                with open(source, "rb") as f:
+                    while chunk := f.read(_CHUNK):
+                        yield images_pb2.ImportRequest(data=chunk)
+            else:
+                while chunk := source.read(_CHUNK):
+                    yield images_pb2.ImportRequest(data=chunk)
+
+        if not daemon_path and isinstance(source, str | os.PathLike):
+            try:
+                os.stat(source)  # a missing file is the user's error, not the daemon's
+            except OSError as e:
+                raise errdefs.InvalidArgument(
+                    f"cannot read {os.fspath(source)}: {e.strerror}"
+                ) from None
+        try:
+            r = self._stub.Import(requests(), metadata=self._c.metadata, timeout=TRANSFER_TIMEOUT)
+        except grpc.RpcError as e:
+            raise translate(e, self._c.address, "Import") from None
+        return [_image(i) for i in r.images]
+
+    def export(
+        self,
+        names: Sequence[str],
+        out: str | os.PathLike[str] | BinaryIO,
+        *,
+        format: str = "oci",
+        daemon_path: bool = False,
+        platform: str | None = None,
+        all_platforms: bool = False,
+    ) -> int:
+        """Write images as an OCI layout tar ("oci") or a docker-save tar ("docker") to a
+        local path (whole or not at all), a stream, or with `daemon_path` a path the daemon
+        writes itself. Returns the archive's size."""
+        req = images_pb2.ExportRequest(
+            names=list(names),
+            format=format,
+            all_platforms=all_platforms,
+            platform=_platform_pb(platform),
+        )
+        if daemon_path:
+            req.path = os.path.abspath(os.fspath(out))  # type: ignore[arg-type]
+            answers = list(self._c.stream(self._stub.Export, req, timeout=TRANSFER_TIMEOUT))
+            return answers[-1].size if answers else 0
+        if not isinstance(out, str | os.PathLike):
+            return self._receive(req, out)
+        path = os.path.abspath(os.fspath(out))
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=os.path.dirname(path))
+        try:
+            with os.fdopen(fd, "wb") as f:
+                size = self._receive(req, f)  # type: ignore[arg-type]
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return size
+
+    def _receive(self, req: images_pb2.ExportRequest, out: BinaryIO) -> int:
+        size = 0
+        for r in self._c.stream(self._stub.Export, req, timeout=TRANSFER_TIMEOUT):
+            if r.data:
+                out.write(r.data)
+                size += len(r.data)
+        return size
+
+
+class ContentService:
+    """Blobs by digest and the ingests that write them."""
+
+    def __init__(self, client: Client) -> None:
+        self._c = client
+        self._stub = client._content
+
+    def info(self, digest: str) -> ContentInfo:
+        r = self._c.call(self._stub.Info, content_pb2.InfoRequest(digest=digest))
+        return _content_info(r.info)
+
+    def list(self, *filters: str) -> list[ContentInfo]:
+        req = content_pb2.ListRequest(filters=filters)
+        return [_content_info(i) for r in self._c.stream(self._stub.List, req) for i in r.info]
+
+    def update_labels(
+        self, digest: str, labels: Mapping[str, str], paths: Sequence[str] | None = None
+    ) -> ContentInfo:
+        req = content_pb2.UpdateRequest(
+            info=content_pb2.Info(digest=digest, labels=dict(labels)), update_mask=_mask(paths)
+        )
+        return _content_info(self._c.call(self._stub.Update, req).info)
+
+    def delete(self, digest: str) -> None:
+        self._c.call(self._stub.Delete, content_pb2.DeleteRequest(digest=digest))
+
+    def chunks(self, digest: str, offset: int = 0, size: int = 0) -> Iterator[bytes]:
+        req = content_pb2.ReadRequest(digest=digest, offset=offset, size=size)
+        for r in self._c.stream(self._stub.Read, req, timeout=TRANSFER_TIMEOUT):
+            yield r.data
+
+    def read(self, digest: str, offset: int = 0, size: int = 0) -> bytes:
+        return b"".join(self.chunks(digest, offset, size))
+
+    def opener(self, digest: str) -> Any:
+        """A function opening the blob as a stream (for readers that want a file)."""
+
+        def open_blob() -> BinaryIO:
+            return io.BufferedReader(_ChunkReader(self.chunks(digest)), _CHUNK)  # type: ignore[return-value]
+
+        return open_blob
+
+    def fetcher(self) -> Any:
+        """Verified bytes of a (small) blob by descriptor, for manifest walking."""
+        from containerd_py.images.errors import CorruptBlobError
+        from containerd_py.images.manifest import MAX_CONFIG_SIZE
+
+        def fetch(desc: Any) -> bytes:
+            if desc.size > MAX_CONFIG_SIZE:
+                raise CorruptBlobError(f"{desc.digest}: {desc.size} bytes is too large to read")
+            data = self.read(desc.digest)
+            if len(data) != desc.size or _sha256(data) != desc.digest:
+                raise CorruptBlobError(f"{desc.digest}: content does not match its descriptor")
+            return data
+
+        return fetch
+
+    def write(
+        self,
+        ref: str,
+        data: bytes,
+        *,
+        expected: str = "",
+        labels: Mapping[str, str] | None = None,
+    ) -> str:
+        """Write a whole blob; returns its digest."""
+
+        def requests() -> Iterator[content_pb2.WriteRequest]:
+            yield content_pb2.WriteRequest(
+                action=content_pb2.WRITE_ACTION_STAT, ref=ref, total=len(data), expected=expected
+            )
+            for off in range(0, len(data), _CHUNK):
+                yield content_pb2.WriteRequest(
+                    action=content_pb2.WRITE_ACTION_WRITE,
+                    ref=ref,
+                    offset=off,
+                    data=data[off : off + _CHUNK],
+                )
+            yield content_pb2.WriteRequest(
+                action=content_pb2.WRITE_ACTION_COMMIT,
+                ref=ref,
+                offset=len(data),
+                total=len(data),
+                expected=expected,
+                labels=dict(labels or {}),
+            )
+
+        try:
+            answers = list(
+                self._stub.Write(requests(), metadata=self._c.metadata, timeout=TRANSFER_TIMEOUT)
+            )
+        except grpc.RpcError as e:
+            raise translate(e, self._c.address, "Write") from None
+        return answers[-1].digest if answers else ""
+
+    def status(self, ref: str) -> IngestStatus:
+        return _status(self._c.call(self._stub.Status, content_pb2.StatusRequest(ref=ref)).status)
+
+    def statuses(self, *filters: str) -> list[IngestStatus]:
+        req = content_pb2.ListStatusesRequest(filters=filters)
+        return [_status(s) for s in self._c.call(self._stub.ListStatuses, req).statuses]
+
+    def abort(self, ref: str) -> None:
+        self._c.call(self._stub.Abort, content_pb2.AbortRequest(ref=ref))
+
+
+class SnapshotService:
+    """The snapshots of one snapshotter ("" means the daemon's default)."""
+
+    def __init__(self, client: Client, snapshotter: str = "") -> None:
+        self._c = client
+        self._stub = client._snapshots
+        self.snapshotter = snapshotter
+
+    def prepare(
+        self, key: str, parent: str = "", labels: Mapping[str, str] | None = None
+    ) -> list[Mount]:
+        req = snapshots_pb2.PrepareRequest(
+            snapshotter=self.snapshotter, key=key, parent=parent, labels=dict(labels or {})
+        )
+        return [_mount(m) for m in self._c.call(self._stub.Prepare, req).mounts]
+
+    def view(
+        self, key: str, parent: str = "", labels: Mapping[str, str] | None = None
+    ) -> list[Mount]:
+        req = snapshots_pb2.ViewRequest(
+            snapshotter=self.snapshotter, key=key, parent=parent, labels=dict(labels or {})
+        )
+        return [_mount(m) for m in self._c.call(self._stub.View, req).mounts]
+
+    def mounts(self, key: str) -> list[Mount]:
+        req = snapshots_pb2.MountsRequest(snapshotter=self.snapshotter, key=key)
+        return [_mount(m) for m in self._c.call(self._stub.Mounts, req).mounts]
+
+    def commit(self, name: str, key: str, labels: Mapping[str, str] | None = None) -> None:
+        req = snapshots_pb2.CommitRequest(
+            snapshotter=self.snapshotter, name=name, key=key, labels=dict(labels or {})
+        )
+        self._c.call(self._stub.Commit, req)
+
+    def remove(self, key: str) -> None:
+        self._c.call(
+            self._stub.Remove, snapshots_pb2.RemoveRequest(snapshotter=self.snapshotter, key=key)
+        )
+
+    def stat(self, key: str) -> SnapshotInfo:
+        req = snapshots_pb2.StatRequest(snapshotter=self.snapshotter, key=key)
+        return _snapshot(self._c.call(self._stub.Stat, req).info)
+
+    def update(
+        self, name: str, labels: Mapping[str, str], paths: Sequence[str] | None = None
+    ) -> SnapshotInfo:
+        req = snapshots_pb2.UpdateRequest(
+            snapshotter=self.snapshotter,
+            info=snapshots_pb2.Info(name=name, labels=dict(labels)),
+            update_mask=_mask(paths),
+        )
+        return _snapshot(self._c.call(self._stub.Update, req).info)
+
+    def list(self, *filters: str) -> list[SnapshotInfo]:
+        req = snapshots_pb2.ListRequest(snapshotter=self.snapshotter, filters=filters)
+        return [_snapshot(i) for r in self._c.stream(self._stub.List, req) for i in r.info]
+
+    def usage(self, key: str) -> Usage:
+        req = snapshots_pb2.UsageRequest(snapshotter=self.snapshotter, key=key)
+        r = self._c.call(self._stub.Usage, req)
+        return Usage(r.size, r.inodes)
+
+    def cleanup(self) -> None:
+        self._c.call(self._stub.Cleanup, snapshots_pb2.CleanupRequest(snapshotter=self.snapshotter))
+
+
+class LeaseService:
+    def __init__(self, client: Client) -> None:
+        self._c = client
+        self._stub = client._leases
+
+    def create(self, lease_id: str = "", labels: Mapping[str, str] | None = None) -> Lease:
+        req = leases_pb2.CreateRequest(id=lease_id, labels=dict(labels or {}))
+        r = self._c.call(self._stub.Create, req).lease
+        return Lease(r.id, _time(r.created_at), dict(r.labels))
+
+    def delete(self, lease_id: str, *, sync: bool = False) -> None:
+        req = leases_pb2.DeleteRequest(id=lease_id, sync=sync)
+        self._c.call(self._stub.Delete, req, timeout=max(self._c.timeout, 60) if sync else None)
+
+    def list(self, *filters: str) -> list[Lease]:
+        r = self._c.call(self._stub.List, leases_pb2.ListRequest(filters=filters))
+        return [Lease(x.id, _time(x.created_at), dict(x.labels)) for x in r.leases]
+
+    def add_resource(self, lease_id: str, resource: LeaseResource) -> None:
+        res = leases_pb2.Resource(id=resource.id, type=resource.type)
+        self._c.call(
+            self._stub.AddResource, leases_pb2.AddResourceRequest(id=lease_id, resource=res)
+        )
+
+    def delete_resource(self, lease_id: str, resource: LeaseResource) -> None:
+        res = leases_pb2.Resource(id=resource.id, type=resource.type)
+        self._c.call(
+            self._stub.DeleteResource, leases_pb2.DeleteResourceRequest(id=lease_id, resource=res)
+        )
+
+    def list_resources(self, lease_id: str) -> list[LeaseResource]:
+        r = self._c.call(self._stub.ListResources, leases_pb2.ListResourcesRequest(id=lease_id))
+        return [LeaseResource(x.id, x.type) for x in r.resources]
+
+
+class ContainerService:
+    """Container records (containerd's containers.Store)."""
+
+    def __init__(self, client: Client) -> None:
+        self._c = client
+        self._stub = client._containers
+
+    def get(self, container_id: str) -> Container:
+        r = self._c.call(self._stub.Get, containers_pb2.GetRequest(id=container_id))
+        return _container(r.container)
+
+    def list(self, *filters: str) -> list[Container]:
+        r = self._c.call(self._stub.List, containers_pb2.ListRequest(filters=filters))
+        return [_container(c) for c in r.containers]
+
+    def create(self, container: Container) -> Container:
+        req = containers_pb2.CreateRequest(container=_container_pb(container))
+        return _container(self._c.call(self._stub.Create, req).container)
+
+    def update(self, container: Container, paths: Sequence[str] | None = None) -> Container:
+        req = containers_pb2.UpdateRequest(
+            container=_container_pb(container), update_mask=_mask(paths)
+        )
+        return _container(self._c.call(self._stub.Update, req).container)
+
+    def delete(self, container_id: str) -> None:
+        self._c.call(self._stub.Delete, containers_pb2.DeleteRequest(id=container_id))
+
+
+class _ChunkReader(io.RawIOBase):
+    """A readable stream over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._buf:
+            try:
+                self._buf = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(buffer), len(self._buf))
+        buffer[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+def _sha256(data: bytes) -> str:
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(data).hexdigest()
