@@ -177,6 +177,17 @@ class RuntimeClient:
         # `-r -` reads the LinuxResources JSON from stdin, given here as a memfd.
         self._run("update", ["update", "--resources", "-", id], input=json.dumps(resources))
 
+    def stats(self, id: str) -> dict[str, Any]:
+        """`events --stats`: the "data" object of runc's stats event (cgroup counters)."""
+        out = self._run("events", ["events", "--stats", id])
+        try:
+            # One JSON object: {"type": "stats", "id": ..., "data": {...}}.
+            obj = json.loads(out.splitlines()[0] if out.strip() else b"{}")
+        except ValueError as e:
+            raise OCIRuntimeError("events", 0, f"unreadable stats output: {e}") from None
+        data = obj.get("data") if isinstance(obj, dict) else None
+        return data if isinstance(data, dict) else {}
+
     def ps(self, id: str) -> list[int]:
         out = self._run("ps", ["ps", "--format", "json", id])
         try:
