@@ -266,6 +266,15 @@ def mark_fds_cloexec(first: int) -> None:
                     pass
 
 
+def _default_signals() -> None:
+    """CPython ignores SIGPIPE and SIGXFSZ at start-up, and an ignored signal survives
+    execve: without this `yes | head` would spin forever in the container. Handlers that
+    Python installed reset themselves at execve; only the ignores and the mask carry over."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
 def setup_terminal(
     proc: Process,
     console_sock: socket.socket | None,
@@ -324,6 +333,7 @@ def exec_process(
         # As runc and crun: the user's home from the container's /etc/passwd, else "/".
         env["HOME"] = identity.home_dir(proc.user.uid)
     identity.finalize(sys, proc)
+    _default_signals()
     mark_fds_cloexec(3 + preserve_fds)
     chan.send(Msg.READY)
     chan.close()

@@ -405,18 +405,10 @@ def test_failed_create_names_the_reason(runtime: Runtime, bundle) -> None:
     assert not os.path.exists(b / "exit")
 
 
-def test_container_signals_are_default(runtime: Runtime, bundle, request) -> None:
+def test_container_signals_are_default(runtime: Runtime, bundle) -> None:
     # CPython ignores SIGPIPE and SIGXFSZ, and an ignored signal survives execve: the shim
     # spawns runtimes with every signal reset, so no container inherits the shim's. pyrunc
-    # is Python too and must reset them itself before it execs the container's process.
-    if runtime.name == "pyrunc":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="pyrunc create leaves CPython's SIG_IGN of SIGPIPE/SIGXFSZ in the "
-                "container (runc and crun reset them): `yes | head` never ends",
-            )
-        )
+    # is Python too and resets them itself before it execs the container's process.
     b = bundle(["grep", "^SigIgn:", "/proc/self/status"])
     r, cid = scenario(_run_to_exit, runtime, b)
     mask = int(r["entries"][0][1].split()[1], 16)
