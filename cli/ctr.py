@@ -23,6 +23,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cli import output
+from cli.ctr_containers import containers_app
+from cli.ctr_content import content_app
+from cli.ctr_images import images_app
+from cli.ctr_leases import leases_app
+from cli.ctr_snapshots import snapshots_app
 from containerd_py import errdefs
 from containerd_py.config import DEFAULT_ADDRESS
 
@@ -48,6 +53,11 @@ namespaces_app = typer.Typer(
 app.add_typer(namespaces_app, name="namespaces")
 app.add_typer(namespaces_app, name="namespace", hidden=True)
 app.add_typer(namespaces_app, name="ns", hidden=True)
+app.add_typer(images_app, name="images")
+app.add_typer(containers_app, name="containers")
+app.add_typer(snapshots_app, name="snapshots")
+app.add_typer(content_app, name="content")
+app.add_typer(leases_app, name="leases")
 
 
 @dataclass(frozen=True, slots=True)
