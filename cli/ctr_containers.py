@@ -136,7 +136,7 @@ def containers_rm(
     ] = False,
 ) -> None:
     """Delete containers and their snapshots (aliases: delete, del, remove)."""
-    from cli.ctr import CommandFailed, connect, warn
+    from cli.ctr import connect, warn
     from containerd_py import errdefs
 
     failed = False
@@ -148,7 +148,9 @@ def containers_rm(
                 warn(f"failed to delete container {cid!r}: {e}")
                 failed = True
     if failed:
-        raise CommandFailed
+        # Exit, not ctr.CommandFailed: under `python -m cli.ctr` that module is loaded
+        # twice (as __main__ too), and only typer's own exception is caught for sure.
+        raise typer.Exit(1)
 
 
 for _alias in ("delete", "del", "remove"):

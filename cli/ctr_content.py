@@ -109,7 +109,7 @@ def content_rm(
     digests: Annotated[list[str], typer.Argument(metavar="DIGEST...")],
 ) -> None:
     """Remove blobs from the namespace (alias: delete). Nothing is printed, as with ctr."""
-    from cli.ctr import CommandFailed, connect, warn
+    from cli.ctr import connect, warn
     from containerd_py import errdefs
 
     failed = False
@@ -121,7 +121,9 @@ def content_rm(
                 warn(f"unable to delete {digest}: {e}")
                 failed = True
     if failed:
-        raise CommandFailed
+        # Exit, not ctr.CommandFailed: under `python -m cli.ctr` that module is loaded
+        # twice (as __main__ too), and only typer's own exception is caught for sure.
+        raise typer.Exit(1)
 
 
 content_app.command("delete", hidden=True)(content_rm)

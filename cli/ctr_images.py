@@ -173,7 +173,7 @@ def images_rm(
     ] = False,
 ) -> None:
     """Remove images (aliases: remove, delete); a name not found is a warning, as with ctr."""
-    from cli.ctr import CommandFailed, connect, warn
+    from cli.ctr import connect, warn
     from containerd_py import errdefs
 
     failed = False
@@ -190,7 +190,9 @@ def images_rm(
                 continue
             print(name, flush=True)
     if failed:
-        raise CommandFailed
+        # Exit, not ctr.CommandFailed: under `python -m cli.ctr` that module is loaded
+        # twice (as __main__ too), and only typer's own exception is caught for sure.
+        raise typer.Exit(1)
 
 
 images_app.command("remove", hidden=True)(images_rm)

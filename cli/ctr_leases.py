@@ -106,7 +106,7 @@ def leases_rm(
     ] = False,
 ) -> None:
     """Delete leases (aliases: delete, dl); prints each id deleted."""
-    from cli.ctr import CommandFailed, connect, warn
+    from cli.ctr import connect, warn
     from containerd_py import errdefs
 
     failed = False
@@ -120,7 +120,9 @@ def leases_rm(
                 continue
             print(lease_id, flush=True)
     if failed:
-        raise CommandFailed
+        # Exit, not ctr.CommandFailed: under `python -m cli.ctr` that module is loaded
+        # twice (as __main__ too), and only typer's own exception is caught for sure.
+        raise typer.Exit(1)
 
 
 for _alias in ("delete", "dl"):

@@ -98,7 +98,7 @@ def snapshots_rm(
     keys: Annotated[list[str], typer.Argument(metavar="KEY...")],
 ) -> None:
     """Remove snapshots (aliases: delete, del, remove)."""
-    from cli.ctr import CommandFailed, connect, warn
+    from cli.ctr import connect, warn
     from containerd_py import errdefs
 
     failed = False
@@ -111,7 +111,9 @@ def snapshots_rm(
                 warn(f"failed to remove {key!r}: {e}")
                 failed = True
     if failed:
-        raise CommandFailed
+        # Exit, not ctr.CommandFailed: under `python -m cli.ctr` that module is loaded
+        # twice (as __main__ too), and only typer's own exception is caught for sure.
+        raise typer.Exit(1)
 
 
 for _alias in ("delete", "del", "remove"):
