@@ -81,8 +81,9 @@ def test_dependencies_point_down(pkg: str) -> None:
 
 
 def test_shim_never_imports_the_daemon_services() -> None:
-    """The shim is one process per container: it may use the generated shim API, not the
-    daemon's code or its service modules."""
+    """The shim is one process per container: it may use the generated shim API (runtime/,
+    types/, and the event payloads in events/, which it forwards: runtime/events/v1/
+    events.proto), not the daemon's code or its service modules."""
     for f in package_files("shim"):
         tree = ast.parse(f.read_text())
         for node in ast.walk(tree):
@@ -90,5 +91,9 @@ def test_shim_never_imports_the_daemon_services() -> None:
                 mod = node.module
                 if mod.startswith("containerd_py"):
                     assert mod.startswith(
-                        ("containerd_py.api.runtime", "containerd_py.api.types")
+                        (
+                            "containerd_py.api.runtime",
+                            "containerd_py.api.types",
+                            "containerd_py.api.events",
+                        )
                     ), f"{f.relative_to(ROOT)} imports {mod}"
