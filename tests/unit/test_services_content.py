@@ -4,6 +4,7 @@ labels, listings, ingests, namespaces, leases, and the codes bad requests get.""
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -190,6 +191,17 @@ def test_second_writer_is_refused(content: content_pb2_grpc.ContentStub) -> None
     finally:
         q.put(None)
         call.cancel()
+    # The cancelled stream lets go of the ingest: the next writer gets it.
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            again = iter([pb.WriteRequest(action=pb.WRITE_ACTION_STAT, ref="busy")])
+            (answer,) = list(content.Write(again, metadata=md()))
+            assert answer.offset == 0
+            break
+        except grpc.RpcError:
+            assert time.monotonic() < deadline, "the ingest stayed locked"
+            time.sleep(0.05)
 
 
 def test_lease_keeps_written_content(content: content_pb2_grpc.ContentStub, stack: Stack) -> None:
