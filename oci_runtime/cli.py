@@ -578,18 +578,12 @@ def cmd_features(args: types.SimpleNamespace) -> int:
     from oci_runtime.default_spec import OCI_VERSION
     from oci_runtime.linux import flags as F
     from oci_runtime.rootfs import _FLAG_OPTIONS
+    from oci_runtime.schema import HOOK_KINDS
 
     features = {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
-        "hooks": [
-            "prestart",
-            "createRuntime",
-            "createContainer",
-            "startContainer",
-            "poststart",
-            "poststop",
-        ],
+        "hooks": list(HOOK_KINDS),
         "mountOptions": sorted(
             set(_FLAG_OPTIONS)
             | {

@@ -84,6 +84,16 @@ def check(value: Any, schema: Any, path: str) -> None:
         raise SpecError(f"{path}: expected {_NAMES.get(schema, schema)}, got {_typename(value)}")
 
 
+# The lifecycle order of the runtime spec.
+HOOK_KINDS = (
+    "prestart",
+    "createRuntime",
+    "createContainer",
+    "startContainer",
+    "poststart",
+    "poststop",
+)
+
 _ID_MAPPING = {"containerID": Int, "hostID": Int, "size": Int}
 _HOOK = {"path": str, "args": ListOf(str), "env": ListOf(str), "timeout": Int}
 _CAPS = {k: ListOf(str) for k in ("bounding", "effective", "inheritable", "permitted", "ambient")}
@@ -124,17 +134,7 @@ CONFIG = {
             "gidMappings": ListOf(_ID_MAPPING),
         }
     ),
-    "hooks": {
-        k: ListOf(_HOOK)
-        for k in (
-            "prestart",
-            "createRuntime",
-            "createContainer",
-            "startContainer",
-            "poststart",
-            "poststop",
-        )
-    },
+    "hooks": {k: ListOf(_HOOK) for k in HOOK_KINDS},
     "annotations": MapOf(str),
     "linux": {
         "namespaces": ListOf({"type": str, "path": str}),

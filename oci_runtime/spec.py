@@ -13,17 +13,9 @@ from typing import Any, NamedTuple
 
 from oci_runtime import schema
 from oci_runtime.linux import flags as F
-from oci_runtime.schema import SpecError
+from oci_runtime.schema import HOOK_KINDS, SpecError
 
 SUPPORTED_MAJOR = "1."
-HOOK_KINDS = (
-    "prestart",
-    "createRuntime",
-    "createContainer",
-    "startContainer",
-    "poststart",
-    "poststop",
-)
 PROPAGATIONS = {
     "": 0,
     "private": F.Mount.PRIVATE | F.Mount.REC,
