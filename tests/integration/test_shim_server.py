@@ -101,10 +101,11 @@ def mounts_under(path: Path) -> list[str]:
     return [p for p in points if p == real or p.startswith(real + "/")]
 
 
-def log_lines(path: Path) -> list[str]:
+def log_lines(path: Path, stream: str | None = None) -> list[str]:
     if not path.exists():
         return []
-    return [json.loads(line)["log"] for line in path.read_text().splitlines()]
+    entries = [json.loads(line) for line in path.read_text().splitlines()]
+    return [e["log"] for e in entries if stream is None or e["stream"] == stream]
 
 
 class Shim:
@@ -366,9 +367,11 @@ def test_lifecycle_log_exit_and_shutdown(rt: Runtime, shims: Any, make: Any) -> 
     st = s.state()
     assert (st.status, st.exit_status, st.pid) == (types.STOPPED, 7, pid)
     assert st.exited_at.ToNanoseconds() == w.exited_at.ToNanoseconds()
-    # On disk before Wait answered; the log has every line, in order.
+    # On disk before Wait answered; the log has every line, in order within its stream
+    # (two pipes, two copiers: no order across streams, as with docker).
     assert json.loads((bundle / "exit").read_text())["exit_status"] == 7
-    assert log_lines(s.log_path) == [f"line {i}\n" for i in range(1, 6)] + ["oops\n"]
+    assert log_lines(s.log_path, "stdout") == [f"line {i}\n" for i in range(1, 6)]
+    assert log_lines(s.log_path, "stderr") == ["oops\n"]
     d = s.delete()
     assert (d.exit_status, d.pid) == (7, pid)
     assert not (bundle / "exit").exists()
@@ -491,11 +494,11 @@ def test_exec_output_exit_code_and_pids(shims: Any, make: Any) -> None:
 
 
 def test_kill_signals(shims: Any, make: Any) -> None:
-    s = shims(make(["sh", "-c", "trap 'exit 42' TERM; while :; do sleep 0.1; done"]))
+    s = shims(make(["sh", "-c", "trap 'exit 42' TERM; echo trapped; while :; do sleep 0.1; done"]))
     s.start()
     s.create()
     s.start_task()
-    time.sleep(0.3)  # the trap is set once the shell runs
+    wait_for(lambda: log_lines(s.log_path) == ["trapped\n"], 10, "the trap")
     s.kill(signal.SIGTERM)
     assert s.wait().exit_status == 42
     with pytest.raises(grpc.RpcError) as e:
