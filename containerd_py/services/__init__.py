@@ -27,12 +27,14 @@ from containerd_py.services import (
     leases,
     namespaces,
     snapshots,
+    tasks,
     version,
 )
 from containerd_py.services.introspection import PluginInfo
 from containerd_py.services.namespaces import NamespaceStore
 
 if TYPE_CHECKING:
+    from containerd_py.runtime.task_manager import TaskManager
     from containerd_py.storage import Storage
 
 Register = Callable[[grpc.Server, "Deps"], list[PluginInfo]]
@@ -53,6 +55,8 @@ class Deps:
     # What Introspection.Plugins reports: core components (added by the server) and the
     # services (added by `register_all`).
     plugins: list[PluginInfo] = field(default_factory=list)
+    # The task manager (set by the Tasks service's registration; None without storage).
+    tasks: TaskManager | None = None
 
 
 SERVICES: list[ModuleType] = [
@@ -65,6 +69,7 @@ SERVICES: list[ModuleType] = [
     images,
     containers,
     leases,
+    tasks,
 ]
 
 
