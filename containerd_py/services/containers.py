@@ -183,6 +183,10 @@ def register(server: grpc.Server, deps: Deps) -> list[PluginInfo]:
     if deps.storage is None:
         return []  # a test server without storage
     storage = deps.storage
-    service = ContainersService(ContainerStore(storage.db), deps.exchange, storage.gc)
+    # Late-bound: the Tasks service registers after this one and sets deps.tasks.
+    def has_task(namespace: str, container_id: str) -> bool:
+        return deps.tasks is not None and deps.tasks.has_task(namespace, container_id)
+
+    service = ContainersService(ContainerStore(storage.db), deps.exchange, storage.gc, has_task)
     containers_pb2_grpc.add_ContainersServicer_to_server(service, server)
     return [PluginInfo(GRPC_PLUGIN, "containers", requires=(METADATA_PLUGIN, EVENT_PLUGIN))]
