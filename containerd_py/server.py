@@ -173,6 +173,10 @@ class Server:
         services.register_all(self._grpc, self.deps)
         for p in self.deps.plugins:
             log.debug("loaded plugin %s.%s", p.type, p.id)
+        if self.deps.tasks is not None:
+            # Before serving: a client must never see a task list without the shims that
+            # outlived the previous daemon (STYLE.md §7 step 4).
+            self.deps.tasks.load_existing()
 
     def _bind(self) -> None:
         assert self._grpc is not None
@@ -199,6 +203,8 @@ class Server:
         grace = self.config.shutdown_timeout if grace is None else grace
         started = time.monotonic()
         self.exchange.close()
+        if self.deps is not None and self.deps.tasks is not None:
+            self.deps.tasks.close()  # stop watching; the shims keep running
         if self._grpc is not None:
             self._grpc.stop(grace).wait(grace + 5)
         self._release()
