@@ -45,6 +45,7 @@ from containerd_py.api.services.introspection.v1 import (
 from containerd_py.api.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from containerd_py.api.services.namespaces.v1 import namespaces_pb2, namespaces_pb2_grpc
 from containerd_py.api.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
+from containerd_py.api.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
 from containerd_py.api.services.version.v1 import version_pb2, version_pb2_grpc
 from containerd_py.api.types.v1 import descriptor_pb2, platform_pb2
 from containerd_py.api.types.v1.event_pb2 import Envelope
@@ -203,6 +204,7 @@ class Client:
         self._snapshots = snapshots_pb2_grpc.SnapshotsStub(self.channel)
         self._leases = leases_pb2_grpc.LeasesStub(self.channel)
         self._containers = containers_pb2_grpc.ContainersStub(self.channel)
+        self._tasks = tasks_pb2_grpc.TasksStub(self.channel)
 
     def with_namespace(self, namespace: str) -> Client:
         """A client for another namespace over the same connection."""
@@ -325,6 +327,9 @@ class Client:
 
     def leases(self) -> LeaseService:
         return LeaseService(self)
+
+    def tasks(self) -> TaskService:
+        return TaskService(self)
 
     def containers(self) -> ContainerService:
         return ContainerService(self)
@@ -1200,3 +1205,243 @@ def _sha256(data: bytes) -> str:
     import hashlib
 
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+# -- tasks ---------------------------------------------------------------------------------
+
+_TASK_STATUS = {0: "UNKNOWN", 1: "CREATED", 2: "RUNNING", 3: "STOPPED", 4: "PAUSED", 5: "PAUSING"}
+PROCESS_SPEC_TYPE_URL = "types.pycontainerd/opencontainers/runtime-spec/1/Process"
+RESOURCES_TYPE_URL = "types.pycontainerd/opencontainers/runtime-spec/1/LinuxResources"
+
+
+@dataclass(frozen=True)
+class TaskProcess:
+    container_id: str
+    exec_id: str
+    pid: int
+    status: str  # CREATED, RUNNING, STOPPED, PAUSED...
+    exit_status: int
+    exited_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    status: int
+    exited_at: datetime | None
+    pid: int = 0
+
+
+def _process(p: Any) -> TaskProcess:
+    return TaskProcess(
+        container_id=p.container_id,
+        exec_id=p.id,
+        pid=p.pid,
+        status=_TASK_STATUS.get(p.status, str(p.status)),
+        exit_status=p.exit_status,
+        exited_at=_time(p.exited_at) if p.HasField("exited_at") else None,
+    )
+
+
+class Attachment:
+    """A live Attach stream: iterate for (stream, bytes) with stream "stdout" or "stderr";
+    send stdin, close it, resize; close() ends the stream."""
+
+    _END = object()
+
+    def __init__(self, client: Client, start: Any) -> None:
+        import queue
+
+        self._q: queue.Queue[Any] = queue.Queue()
+        self._q.put(tasks_pb2.AttachRequest(start=start))
+        self._address = client.address
+        self._call = client._tasks.Attach(self._requests(), metadata=client.metadata)
+        try:
+            # The headers come once the shim has subscribed to the output: from then on
+            # nothing the process writes is missed, so the caller may start it.
+            self._call.initial_metadata()
+            if self._call.done() and self._call.code() is not grpc.StatusCode.OK:
+                raise self._call
+        except grpc.RpcError as e:
+            raise translate(e, self._address, "Attach") from None
+
+    def _requests(self) -> Iterator[Any]:
+        while True:
+            item = self._q.get()
+            if item is self._END:
+                return
+            yield item
+
+    def send(self, data: bytes) -> None:
+        self._q.put(tasks_pb2.AttachRequest(stdin=data))
+
+    def close_stdin(self) -> None:
+        self._q.put(tasks_pb2.AttachRequest(close_stdin=True))
+
+    def resize(self, width: int, height: int) -> None:
+        from containerd_py.api.types.v1 import io_pb2
+
+        size = io_pb2.ConsoleSize(width=width, height=height)
+        self._q.put(tasks_pb2.AttachRequest(resize=size))
+
+    def __iter__(self) -> Iterator[tuple[str, bytes]]:
+        try:
+            for r in self._call:
+                yield ("stderr" if r.stream == 3 else "stdout"), r.data
+        except grpc.RpcError as e:
+            if e.code() is grpc.StatusCode.CANCELLED:
+                return
+            raise translate(e, self._address, "Attach") from None
+
+    def close(self) -> None:
+        self._q.put(self._END)
+        self._call.cancel()
+
+
+class TaskService:
+    """Tasks: the running side of containers (containerd's task API, flattened)."""
+
+    def __init__(self, client: Client) -> None:
+        self._c = client
+        self._stub = client._tasks
+
+    def create(
+        self,
+        container_id: str,
+        *,
+        terminal: bool = False,
+        open_stdin: bool = False,
+        stdin_once: bool = False,
+        runtime: str = "",
+    ) -> int:
+        req = tasks_pb2.CreateRequest(
+            container_id=container_id,
+            terminal=terminal,
+            open_stdin=open_stdin,
+            stdin_once=stdin_once,
+        )
+        if runtime:
+            from containerd_py.api.types.v1 import runtime_pb2
+
+            req.options.Pack(
+                runtime_pb2.RuntimeOptions(binary_name=runtime),
+                type_url_prefix="types.pycontainerd",
+            )
+        # A shim start and the runtime's create can take a while on a busy host.
+        return self._c.call(self._stub.Create, req, timeout=max(self._c.timeout, 120)).pid
+
+    def start(self, container_id: str, exec_id: str = "") -> int:
+        req = tasks_pb2.StartRequest(container_id=container_id, exec_id=exec_id)
+        return self._c.call(self._stub.Start, req, timeout=max(self._c.timeout, 60)).pid
+
+    def wait(
+        self, container_id: str, exec_id: str = "", timeout: float | None = None
+    ) -> ExitStatus:
+        """Block until the process exits (no deadline unless `timeout`)."""
+        req = tasks_pb2.WaitRequest(container_id=container_id, exec_id=exec_id)
+        try:
+            r = self._stub.Wait(req, metadata=self._c.metadata, timeout=timeout)
+        except grpc.RpcError as e:
+            raise translate(e, self._c.address, "Wait") from None
+        return ExitStatus(r.exit_status, _time(r.exited_at) if r.HasField("exited_at") else None)
+
+    def kill(
+        self, container_id: str, signal: int = 15, exec_id: str = "", all: bool = False
+    ) -> None:
+        req = tasks_pb2.KillRequest(
+            container_id=container_id, exec_id=exec_id, signal=signal, all=all
+        )
+        self._c.call(self._stub.Kill, req)
+
+    def delete(self, container_id: str) -> ExitStatus:
+        req = tasks_pb2.DeleteRequest(container_id=container_id)
+        r = self._c.call(self._stub.Delete, req, timeout=max(self._c.timeout, 60))
+        at = _time(r.exited_at) if r.HasField("exited_at") else None
+        return ExitStatus(r.exit_status, at, r.pid)
+
+    def delete_process(self, container_id: str, exec_id: str) -> ExitStatus:
+        req = tasks_pb2.DeleteProcessRequest(container_id=container_id, exec_id=exec_id)
+        r = self._c.call(self._stub.DeleteProcess, req)
+        at = _time(r.exited_at) if r.HasField("exited_at") else None
+        return ExitStatus(r.exit_status, at, r.pid)
+
+    def get(self, container_id: str, exec_id: str = "") -> TaskProcess:
+        req = tasks_pb2.GetRequest(container_id=container_id, exec_id=exec_id)
+        return _process(self._c.call(self._stub.Get, req).process)
+
+    def list(self, *filters: str) -> list[TaskProcess]:
+        r = self._c.call(self._stub.List, tasks_pb2.ListRequest(filters=filters))
+        return [_process(p) for p in r.tasks]
+
+    def exec(
+        self,
+        container_id: str,
+        exec_id: str,
+        process: Mapping[str, Any],
+        *,
+        terminal: bool = False,
+        open_stdin: bool = False,
+    ) -> None:
+        spec = any_pb2.Any(type_url=PROCESS_SPEC_TYPE_URL, value=json.dumps(dict(process)).encode())
+        req = tasks_pb2.ExecRequest(
+            container_id=container_id,
+            exec_id=exec_id,
+            terminal=terminal,
+            spec=spec,
+            open_stdin=open_stdin,
+        )
+        self._c.call(self._stub.Exec, req, timeout=max(self._c.timeout, 60))
+
+    def pids(self, container_id: str) -> list[tuple[int, str]]:
+        """(pid, exec id or "") of every process in the task."""
+        from containerd_py.api.types.v1 import task_pb2 as types_pb2
+
+        r = self._c.call(self._stub.ListPids, tasks_pb2.ListPidsRequest(container_id=container_id))
+        out = []
+        for p in r.processes:
+            details = types_pb2.ProcessDetails()
+            if p.HasField("info") and p.info.value:
+                details.ParseFromString(p.info.value)
+            out.append((p.pid, details.exec_id))
+        return out
+
+    def pause(self, container_id: str) -> None:
+        self._c.call(self._stub.Pause, tasks_pb2.PauseRequest(container_id=container_id))
+
+    def resume(self, container_id: str) -> None:
+        self._c.call(self._stub.Resume, tasks_pb2.ResumeRequest(container_id=container_id))
+
+    def resize(self, container_id: str, width: int, height: int, exec_id: str = "") -> None:
+        req = tasks_pb2.ResizePtyRequest(
+            container_id=container_id, exec_id=exec_id, width=width, height=height
+        )
+        self._c.call(self._stub.ResizePty, req)
+
+    def close_io(self, container_id: str, exec_id: str = "") -> None:
+        req = tasks_pb2.CloseIORequest(container_id=container_id, exec_id=exec_id, stdin=True)
+        self._c.call(self._stub.CloseIO, req)
+
+    def metrics(self, *filters: str) -> dict[str, Any]:
+        """Container id -> its pycontainerd.types.v1.Stats."""
+        from containerd_py.api.types.v1 import metrics_pb2
+
+        r = self._c.call(self._stub.Metrics, tasks_pb2.MetricsRequest(filters=filters))
+        out: dict[str, Any] = {}
+        for m in r.metrics:
+            stats = metrics_pb2.Stats()
+            m.data.Unpack(stats)
+            out[m.id] = stats
+        return out
+
+    def attach(
+        self,
+        container_id: str,
+        exec_id: str = "",
+        *,
+        stdin: bool = False,
+        stdout: bool = True,
+        stderr: bool = True,
+    ) -> Attachment:
+        start = tasks_pb2.AttachStart(
+            container_id=container_id, exec_id=exec_id, stdin=stdin, stdout=stdout, stderr=stderr
+        )
+        return Attachment(self._c, start)
