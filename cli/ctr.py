@@ -27,7 +27,9 @@ from cli.ctr_containers import containers_app
 from cli.ctr_content import content_app
 from cli.ctr_images import images_app
 from cli.ctr_leases import leases_app
+from cli.ctr_run import run
 from cli.ctr_snapshots import snapshots_app
+from cli.ctr_tasks import tasks_app
 from containerd_py import errdefs
 from containerd_py.config import DEFAULT_ADDRESS
 
@@ -58,6 +60,9 @@ app.add_typer(containers_app, name="containers")
 app.add_typer(snapshots_app, name="snapshots")
 app.add_typer(content_app, name="content")
 app.add_typer(leases_app, name="leases")
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(tasks_app, name="t", hidden=True)
+app.command("run")(run)
 
 
 @dataclass(frozen=True, slots=True)
