@@ -1,0 +1,220 @@
+"""Tasks through a real daemon, on pyrunc and runc: Create (a shim per task, the rootfs
+from the container's snapshot), Attach before Start (no output lost), Wait, Kill, Get,
+List, Delete, the task events, and the container record refusing Delete while its task
+exists.
+
+`task_daemon` starts a daemon whose task cgroups live under this session's /pytest-<pid>,
+and in `finally` kills every shim it left (its process group), runs `shim delete` in each
+bundle (runtime delete --force, unmount) and removes the cgroups: nothing stays behind when
+a test fails halfway.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+import pytest
+
+from containerd_py import errdefs
+from containerd_py.client import Client
+from containerd_py.runtime.task_manager import CGROUP_PARENT_ENV
+from tests.daemon import ROOT, Daemon
+from tests.runtimes import CGROUP_PARENT, remove_cgroup, runtime_available
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(
+        not Path("/bin/busybox").exists() or not os.path.exists("/usr/bin/env"),
+        reason="needs /bin/busybox (busybox-static)",
+    ),
+]
+
+RUNTIMES = ["pyrunc", "runc"]
+IMAGE = "docker.io/library/busybox:latest"
+
+
+# -- the stack and its cleanup ---------------------------------------------------------------
+
+
+def _bundles(state: Path) -> list[Path]:
+    base = state / "tasks"
+    return sorted(p for p in base.glob("*/*") if p.is_dir()) if base.is_dir() else []
+
+
+def _kill_group(pid: int) -> None:
+    """A shim leads its own session: its group holds it (never a container: those are
+    in namespaces of their own and go with the runtime's delete --force)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def cleanup_tasks(state: Path) -> None:
+    """Whatever tasks a daemon left under `state`: shims, containers, mounts, cgroups."""
+    for bundle in _bundles(state):
+        try:
+            pid = int((bundle / "shim.pid").read_text())
+        except (OSError, ValueError):
+            pid = 0
+        if pid and psutil.pid_exists(pid):
+            _kill_group(pid)
+        params = {
+            "id": bundle.name,
+            "namespace": bundle.parent.name,
+            "socket_dir": str(state / "s"),
+        }
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        subprocess.run(
+            [sys.executable, "-m", "shim", "delete"],
+            input=json.dumps(params).encode(),
+            cwd=bundle,
+            env=env,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        try:
+            cfg = json.loads((bundle / "config.json").read_text())
+            remove_cgroup(cfg.get("linux", {}).get("cgroupsPath", ""))
+        except (OSError, ValueError):
+            pass
+
+
+@contextmanager
+def task_daemon(tmp: Path, name: str = "d") -> Iterator[Daemon]:
+    parent = f"{CGROUP_PARENT}/{tmp.name}"
+    d = Daemon(tmp, name=name, env=dict(os.environ, **{CGROUP_PARENT_ENV: parent}))
+    try:
+        yield d.start()
+    finally:
+        d.close()
+        cleanup_tasks(d.state)
+        remove_cgroup(parent)
+
+
+def mkimage_archive(tmp: Path) -> Path:
+    oci = tmp / "bb.tar"
+    r = subprocess.run(
+        ["pymkimage", "oci-layout", "--tar", str(oci)], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stderr
+    return oci
+
+
+def import_busybox(client: Client, tmp: Path) -> str:
+    with open(mkimage_archive(tmp), "rb") as f:
+        client.images().import_archive(f)
+    return IMAGE
+
+
+def run_attached(client: Client, cid: str) -> tuple[list[tuple[str, bytes]], int]:
+    """Attach, Start, collect the output, Wait: what `pyctr run` does."""
+    tasks = client.tasks()
+    att = tasks.attach(cid)
+    out: list[tuple[str, bytes]] = []
+    reader = threading.Thread(target=lambda: out.extend(att))
+    reader.start()
+    try:
+        tasks.start(cid)
+        status = tasks.wait(cid, timeout=60).status
+        reader.join(30)
+    finally:
+        att.close()
+    return out, status
+
+
+@pytest.fixture(params=RUNTIMES)
+def runtime_name(request: pytest.FixtureRequest) -> str:
+    ok, why = runtime_available(request.param)
+    if not ok:
+        pytest.skip(why)
+    return request.param
+
+
+@pytest.fixture
+def daemon(short_tmp: Path) -> Iterator[Daemon]:
+    with task_daemon(short_tmp) as d:
+        yield d
+
+
+@pytest.fixture
+def client(daemon: Daemon, short_tmp: Path) -> Iterator[Client]:
+    with daemon.client() as c:
+        import_busybox(c, short_tmp)
+        yield c
+
+
+# -- tests -----------------------------------------------------------------------------------
+
+
+def test_create_attach_start_wait_delete(client: Client, daemon: Daemon, runtime_name: str) -> None:
+    c = client.new_container(
+        "t1", IMAGE, runtime=runtime_name, args=["sh", "-c", "echo hi; echo oops >&2; exit 7"]
+    )
+    tasks = client.tasks()
+    with client.events("topic~=/tasks/") as events:
+        pid = tasks.create("t1")
+        assert pid > 0
+        assert tasks.get("t1").status == "CREATED"
+        with pytest.raises(errdefs.AlreadyExists):
+            tasks.create("t1")
+        # The record cannot go while a task uses it.
+        with pytest.raises(errdefs.FailedPrecondition):
+            client.containers().delete("t1")
+        out, status = run_attached(client, "t1")
+        assert status == 7
+        assert b"".join(d for s, d in out if s == "stdout") == b"hi\n"
+        assert b"".join(d for s, d in out if s == "stderr") == b"oops\n"
+        got = tasks.get("t1")
+        assert (got.status, got.exit_status, got.pid) == ("STOPPED", 7, pid)
+        assert [(t.container_id, t.status) for t in tasks.list()] == [("t1", "STOPPED")]
+        assert tasks.list("status==RUNNING") == []
+        gone = tasks.delete("t1")
+        assert (gone.status, gone.pid) == (7, pid)
+        topics = []
+        for ev in events:
+            topics.append(ev.topic)
+            if ev.topic == "/tasks/delete":
+                break
+    assert topics == ["/tasks/create", "/tasks/start", "/tasks/exit", "/tasks/delete"]
+    with pytest.raises(errdefs.NotFound):
+        tasks.get("t1")
+    assert _bundles(daemon.state) == []
+    client.delete_container(c.id)
+
+
+def test_kill_running_task(client: Client, daemon: Daemon, runtime_name: str) -> None:
+    client.new_container("k1", IMAGE, runtime=runtime_name, args=["sleep", "1000"])
+    tasks = client.tasks()
+    tasks.create("k1")
+    tasks.start("k1")
+    assert tasks.get("k1").status == "RUNNING"
+    with pytest.raises(errdefs.FailedPrecondition):
+        tasks.delete("k1")
+    tasks.kill("k1", signal.SIGKILL)
+    assert tasks.wait("k1", timeout=30).status == 128 + signal.SIGKILL
+    tasks.delete("k1")
+    client.delete_container("k1")
+    assert _bundles(daemon.state) == []
+
+
+def test_errors(client: Client) -> None:
+    tasks = client.tasks()
+    with pytest.raises(errdefs.NotFound):
+        tasks.create("nope")
+    with pytest.raises(errdefs.NotFound):
+        tasks.start("nope")
+    with pytest.raises(errdefs.NotFound):
+        tasks.get("nope")
+    with pytest.raises(errdefs.InvalidArgument):
+        tasks.get("")
