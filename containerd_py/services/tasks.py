@@ -212,7 +212,11 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
     def Wait(self, request: pb.WaitRequest, context: grpc.ServicerContext) -> pb.WaitResponse:
         task = self._task(request.container_id)
         if request.exec_id:
+            # No deadline from the client: none to the shim either (grpc reports a
+            # missing deadline as None or as a huge number, depending on the version).
             remaining = context.time_remaining()
+            if remaining is not None and remaining > 1e6:
+                remaining = None
             r = task.call("Wait", shim.WaitRequest(id=task.id, exec_id=request.exec_id), remaining)
             return pb.WaitResponse(exit_status=r.exit_status, exited_at=r.exited_at)
         # The init process: the manager's waiter records the exit (even if the shim dies),
