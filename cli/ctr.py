@@ -62,7 +62,8 @@ app.add_typer(content_app, name="content")
 app.add_typer(leases_app, name="leases")
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(tasks_app, name="t", hidden=True)
-app.command("run")(run)
+# Options end at the image: what follows is the command, with its own dashes.
+app.command("run", context_settings={"allow_interspersed_args": False})(run)
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,22 +78,26 @@ def run(
             env=env or (),
             terminal=tty,
         )
+        created = False
         try:
             if memory_limit:
+                import dataclasses
+
                 spec = json.loads(c.spec or b"{}")
                 res = spec.setdefault("linux", {}).setdefault("resources", {})
                 res.setdefault("memory", {})["limit"] = _parse_size(memory_limit)
-                c.spec = json.dumps(spec).encode()
+                c = dataclasses.replace(c, spec=json.dumps(spec).encode())
                 client.containers().update(c, ["spec"])
             tasks = client.tasks()
-            interactive = not detach
-            tasks.create(container_id, terminal=tty, open_stdin=interactive)
+            tasks.create(container_id, terminal=tty, open_stdin=not detach)
+            created = True
             if detach:
                 tasks.start(container_id)
                 return
             status = _attached(client, container_id, tty)
         except BaseException:
-            if rm:
+            # Nothing half-made: a run that never got its task going leaves nothing.
+            if rm or not created:
                 _cleanup(client, container_id)
             raise
         if rm:

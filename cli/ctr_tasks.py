@@ -106,7 +106,7 @@ def tasks_ps(
     print(output.table(["pid", "info"], [(str(p), e or "-") for p, e in pids]))
 
 
-@tasks_app.command("exec")
+@tasks_app.command("exec", context_settings={"allow_interspersed_args": False})
 def tasks_exec(
     ctx: typer.Context,
     container_id: Annotated[str, typer.Argument(metavar="ID")],
