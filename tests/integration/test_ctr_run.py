@@ -1,0 +1,110 @@
+"""`pyctr run` and `pyctr tasks` against a real daemon, on pyrunc and runc: output through
+Attach, the exit status as pyctr's own, --rm leaving nothing, -d plus the tasks commands
+(ls, ps, exec, kill, pause/resume, metrics, rm)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import ROOT, Daemon
+from tests.integration.test_daemon_tasks import (
+    IMAGE,
+    _bundles,
+    mkimage_archive,
+    task_daemon,
+)
+from tests.runtimes import runtime_available
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(not Path("/bin/busybox").exists(), reason="needs /bin/busybox"),
+]
+
+
+def pyctr(d: Daemon, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli.ctr", "--address", d.address, *args],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def ok(d: Daemon, *args: str) -> str:
+    r = pyctr(d, *args)
+    assert r.returncode == 0, f"pyctr {' '.join(args)}: {r.stderr}\n{d.logs_tail()}"
+    return r.stdout
+
+
+@pytest.fixture(params=["pyrunc", "runc"])
+def runtime_name(request: pytest.FixtureRequest) -> str:
+    ok_, why = runtime_available(request.param)
+    if not ok_:
+        pytest.skip(why)
+    return request.param
+
+
+@pytest.fixture
+def daemon(short_tmp: Path) -> Iterator[Daemon]:
+    with task_daemon(short_tmp) as d:
+        ok(d, "images", "import", str(mkimage_archive(short_tmp)))
+        yield d
+
+
+def test_run_rm_prints_output_and_exits_with_status(daemon: Daemon, runtime_name: str) -> None:
+    r = pyctr(
+        daemon, "run", "--rm", "--runtime", runtime_name, IMAGE, "r1", "sh", "-c",
+        "echo hi; exit 7",
+    )  # fmt: skip
+    assert (r.stdout, r.returncode) == ("hi\n", 7), r.stderr
+    assert ok(daemon, "containers", "ls", "-q") == ""
+    assert ok(daemon, "tasks", "ls", "-q") == ""
+    assert _bundles(daemon.state) == []
+
+
+def test_run_env_and_stdin(daemon: Daemon) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "cli.ctr", "--address", daemon.address, "run", "--rm",
+         "--env", "GREETING=hello", IMAGE, "r2", "sh", "-c", 'read x; echo "$GREETING $x"'],
+        cwd=ROOT, input="world\n", capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert (r.stdout, r.returncode) == ("hello world\n", 0), r.stderr
+
+
+def test_detached_task_commands(daemon: Daemon, runtime_name: str) -> None:
+    ok(daemon, "run", "-d", "--runtime", runtime_name, "--memory-limit", "64m", IMAGE, "d1",
+       "sh", "-c", "trap 'exit 3' TERM; while :; do sleep 0.1; done")  # fmt: skip
+    rows = [line.split() for line in ok(daemon, "tasks", "ls").splitlines()]
+    assert rows[0] == ["TASK", "PID", "STATUS"] and rows[1][0::2] == ["d1", "RUNNING"]
+    pid = rows[1][1]
+    ps = ok(daemon, "tasks", "ps", "d1")
+    assert pid in ps.split()
+
+    r = pyctr(daemon, "tasks", "exec", "--exec-id", "e1", "d1", "sh", "-c", "echo in; exit 4")
+    assert (r.stdout, r.returncode) == ("in\n", 4), r.stderr
+
+    ok(daemon, "tasks", "pause", "d1")
+    assert "PAUSED" in ok(daemon, "tasks", "ls")
+    ok(daemon, "tasks", "resume", "d1")
+    assert "RUNNING" in ok(daemon, "tasks", "ls")
+
+    metrics = ok(daemon, "tasks", "metrics", "d1")
+    assert "memory" in metrics
+
+    r = pyctr(daemon, "tasks", "rm", "d1")
+    assert r.returncode == 1 and r.stderr.startswith("pyctr: ")
+    ok(daemon, "tasks", "kill", "-s", "TERM", "d1")
+    deadline = time.monotonic() + 20
+    while "STOPPED" not in ok(daemon, "tasks", "ls") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ok(daemon, "tasks", "rm", "d1")
+    ok(daemon, "containers", "rm", "d1")
+    assert _bundles(daemon.state) == []
