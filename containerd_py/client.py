@@ -1445,3 +1445,28 @@ class TaskService:
             container_id=container_id, exec_id=exec_id, stdin=stdin, stdout=stdout, stderr=stderr
         )
         return Attachment(self._c, start)
+
+    def logs(
+        self,
+        container_id: str,
+        *,
+        follow: bool = False,
+        tail: int | None = None,
+        stdout: bool = False,
+        stderr: bool = False,
+    ) -> Iterator[tuple[str, datetime, bytes]]:
+        """(stream, time, data) of each line of the container's log, oldest first."""
+        req = tasks_pb2.LogsRequest(
+            container_id=container_id, follow=follow, stdout=stdout, stderr=stderr
+        )
+        if tail is not None:
+            req.tail = tail
+        call = self._stub.Logs(req, metadata=self._c.metadata)
+        try:
+            for r in call:
+                for e in r.entries:
+                    yield ("stderr" if e.stream == 3 else "stdout"), _time(e.time), e.data
+        except grpc.RpcError as e:
+            raise translate(e, self._c.address, "Logs") from None
+        finally:
+            call.cancel()
