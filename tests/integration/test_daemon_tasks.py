@@ -218,3 +218,35 @@ def test_errors(client: Client) -> None:
         tasks.get("nope")
     with pytest.raises(errdefs.InvalidArgument):
         tasks.get("")
+
+
+def test_logs_from_the_shims_log_file(client: Client) -> None:
+    client.new_container(
+        "l1", IMAGE, args=["sh", "-c", "for i in 1 2 3; do echo out$i; echo err$i >&2; done"]
+    )
+    tasks = client.tasks()
+    tasks.create("l1")
+    # Nobody attached: the shim writes the log all the same.
+    tasks.start("l1")
+    assert tasks.wait("l1", timeout=30).status == 0
+    lines = [(s, d) for s, _, d in tasks.logs("l1")]
+    assert [d for s, d in lines if s == "stdout"] == [b"out1\n", b"out2\n", b"out3\n"]
+    assert [d for s, d in lines if s == "stderr"] == [b"err1\n", b"err2\n", b"err3\n"]
+    assert [d for _, _, d in tasks.logs("l1", stderr=True, tail=1)] == [b"err3\n"]
+    tasks.delete("l1")
+    # Readable after the task is gone, until the container is.
+    assert len(list(tasks.logs("l1"))) == 6
+    client.delete_container("l1")
+    with pytest.raises(errdefs.NotFound):
+        list(tasks.logs("l1"))
+
+
+def test_logs_follow_ends_with_the_task(client: Client) -> None:
+    client.new_container("l2", IMAGE, args=["sh", "-c", "echo a; sleep 0.5; echo b"])
+    tasks = client.tasks()
+    tasks.create("l2")
+    tasks.start("l2")
+    got = [d for _, _, d in tasks.logs("l2", follow=True)]
+    assert got == [b"a\n", b"b\n"]
+    tasks.delete("l2")
+    client.delete_container("l2")
