@@ -1,0 +1,144 @@
+"""What survives what (DESIGN.md): pycontainerd killed with -9 while tasks run, and a shim
+killed with -9.
+
+- Three tasks print numbered lines; the daemon is killed; one task exits with 7 while it
+  is down; after the restart the other two are RUNNING, the third shows exit 7 (the shim
+  kept it: level, not events), and every log holds every line exactly once.
+- A shim killed with -9: its task is reported exited (137, or the status it had recorded)
+  with /tasks/exit and /tasks/delete, and its processes, rootfs mounts and cgroups are gone.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from containerd_py import errdefs
+from containerd_py.client import Client
+from tests.daemon import Daemon
+from tests.integration.test_daemon_tasks import IMAGE, _bundles, import_busybox, task_daemon
+from tests.runtimes import CGROUP_ROOT
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(not Path("/bin/busybox").exists(), reason="needs /bin/busybox"),
+]
+
+COUNT = "i=0; while :; do i=$((i+1)); echo $i; sleep 0.02; done"
+# Prints a few lines, then waits for the daemon to be gone (its socket), then exits 7.
+EXITS_WHILE_DOWN = "i=0; while [ $i -lt 5 ]; do i=$((i+1)); echo $i; done; sleep 1.5; exit 7"
+
+
+def wait_for(cond, timeout: float = 20.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def numbers(client: Client, cid: str) -> list[int]:
+    return [int(d) for _, _, d in client.tasks().logs(cid)]
+
+
+def bundle_of(d: Daemon, cid: str) -> Path:
+    return d.state / "tasks" / "default" / cid
+
+
+def cgroup_dirs(bundle: Path) -> list[Path]:
+    rel = json.loads((bundle / "config.json").read_text())["linux"]["cgroupsPath"].strip("/")
+    return [h / rel for h in CGROUP_ROOT.iterdir() if (h / rel).is_dir()]
+
+
+def mounts_under(path: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    return [p for p in points if p.startswith(str(path))]
+
+
+@pytest.fixture
+def daemon(short_tmp: Path) -> Iterator[Daemon]:
+    with task_daemon(short_tmp) as d:
+        with d.client() as c:
+            import_busybox(c, short_tmp)
+        yield d
+
+
+def test_daemon_kill9_tasks_survive_and_exits_are_kept(daemon: Daemon) -> None:
+    with daemon.client() as client:
+        tasks = client.tasks()
+        for cid, script in (("c1", COUNT), ("c2", COUNT), ("c3", EXITS_WHILE_DOWN)):
+            client.new_container(cid, IMAGE, args=["sh", "-c", script])
+            tasks.create(cid)
+            tasks.start(cid)
+        pid3 = tasks.get("c3").pid
+    daemon.kill9()
+    # c3 exits while nobody is there to hear it.
+    wait_for(lambda: not psutil.pid_exists(pid3), what="c3 to exit")
+    time.sleep(0.3)  # c1 and c2 keep writing their logs meanwhile
+    daemon.start()
+    with daemon.client() as client:
+        tasks = client.tasks()
+        assert {t.container_id: t.status for t in tasks.list()} == {
+            "c1": "RUNNING",
+            "c2": "RUNNING",
+            "c3": "STOPPED",
+        }
+        got = tasks.get("c3")
+        assert got.exit_status == 7
+        assert tasks.wait("c3", timeout=10).status == 7
+        assert numbers(client, "c3") == [1, 2, 3, 4, 5]
+        for cid in ("c1", "c2"):
+            tasks.kill(cid, signal.SIGKILL)
+            assert tasks.wait(cid, timeout=20).status == 137
+            seen = numbers(client, cid)
+            assert seen == list(range(1, len(seen) + 1)) and len(seen) > 10, seen[-5:]
+        for cid in ("c1", "c2", "c3"):
+            tasks.delete(cid)
+            client.delete_container(cid)
+    assert _bundles(daemon.state) == []
+
+
+def test_shim_kill9_reports_exit_and_cleans_up(daemon: Daemon) -> None:
+    with daemon.client() as client:
+        tasks = client.tasks()
+        client.new_container("s1", IMAGE, args=["sh", "-c", COUNT])
+        tasks.create("s1")
+        pid = tasks.start("s1")
+        bundle = bundle_of(daemon, "s1")
+        shim_pid = json.loads((bundle / "bootstrap.json").read_text())["shim_pid"]
+        cgroups = cgroup_dirs(bundle)
+        assert cgroups and mounts_under(bundle)
+        wait_for(lambda: len(numbers(client, "s1")) >= 3, what="s1 to print")
+        with client.events("topic~=/tasks/") as events:
+            psutil.Process(shim_pid).kill()
+            exits = []
+            for ev in events:
+                if ev.topic == "/tasks/exit":
+                    exits.append(ev.payload_dict())
+                if ev.topic == "/tasks/delete":
+                    break
+        assert exits and exits[0]["exit_status"] == 137
+        assert exits[0]["container_id"] == "s1"
+        wait_for(lambda: not psutil.pid_exists(pid), what="the container's processes to go")
+        assert not bundle.exists() and mounts_under(bundle) == []
+        assert [c for c in cgroups if c.exists()] == []
+        with pytest.raises(errdefs.NotFound):
+            tasks.get("s1")
+        # Its log stays readable (the container is still there), and a new task can run.
+        assert numbers(client, "s1")[:3] == [1, 2, 3]
+        client.new_container("s2", IMAGE, args=["true"])
+        tasks.create("s2")
+        tasks.start("s2")
+        assert tasks.wait("s2", timeout=20).status == 0
+        tasks.delete("s2")
+        client.delete_container("s2")
+        client.delete_container("s1")
