@@ -142,3 +142,41 @@ def test_shim_kill9_reports_exit_and_cleans_up(daemon: Daemon) -> None:
         tasks.delete("s2")
         client.delete_container("s2")
         client.delete_container("s1")
+
+
+def test_shims_killed_while_the_daemon_is_down(daemon: Daemon) -> None:
+    """Both gone at once: on restart a dead shim's task is cleaned up (processes, mounts,
+    cgroups) and its exit reported from the exit file (7) or as 137; a bundle torn by a
+    crash mid-create (no or garbled bootstrap.json) is removed; the daemon serves."""
+    with daemon.client() as client:
+        tasks = client.tasks()
+        client.new_container("x1", IMAGE, args=["sh", "-c", COUNT])
+        client.new_container("x2", IMAGE, args=["sh", "-c", "exit 7"])
+        for cid in ("x1", "x2"):
+            tasks.create(cid)
+            tasks.start(cid)
+        pid1 = tasks.get("x1").pid
+        assert tasks.wait("x2", timeout=20).status == 7
+    bundles = {cid: bundle_of(daemon, cid) for cid in ("x1", "x2")}
+    cgroups = cgroup_dirs(bundles["x1"])
+    daemon.kill9()
+    for b in bundles.values():
+        psutil.Process(json.loads((b / "bootstrap.json").read_text())["shim_pid"]).kill()
+    torn = daemon.state / "tasks" / "default"
+    (torn / "half").mkdir()
+    (torn / "garbled").mkdir()
+    (torn / "garbled" / "bootstrap.json").write_text("{not json")
+    daemon.start()
+    with daemon.client() as client:
+        assert client.tasks().list() == []
+        for cid in ("x1", "x2"):
+            with pytest.raises(errdefs.NotFound):
+                client.tasks().get(cid)
+            client.delete_container(cid)
+    wait_for(lambda: not psutil.pid_exists(pid1), what="x1's processes to go")
+    assert _bundles(daemon.state) == []
+    assert [c for c in cgroups if c.exists()] == []
+    assert all(mounts_under(b) == [] for b in bundles.values())
+    logs = daemon.logs()
+    assert "task default/x2: shim gone, reported exit 7" in logs
+    assert "task default/x1: shim gone, reported exit 137" in logs
