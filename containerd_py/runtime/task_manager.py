@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ LOAD_TIMEOUT = 5.0  # per shim, when re-finding shims at start
 # Tests (and operators) may put every task's cgroup under one parent, e.g. /pytest-<pid>.
 CGROUP_PARENT_ENV = "PYCONTAINERD_CGROUP_PARENT"
 _TRANSPORT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+_LOG_NAME = re.compile(r"(.+)\.log(?:\.\d+)?")
 
 
 def shim_error(err: grpc.RpcError) -> errdefs.PyContainerdError:
@@ -94,6 +96,34 @@ class TaskManager:
         # Serialises create/delete of one id against another of the same id.
         self._busy: set[tuple[str, str]] = set()
         self._closed = threading.Event()
+        # Whether a container record exists (set by the Tasks service): for sweeping logs.
+        self.has_container: Callable[[str, str], bool] | None = None
+
+    def sweep_logs(self, namespace: str, has_container: Callable[[str, str], bool]) -> None:
+        """Remove the logs of containers that are gone. A container's log outlives its
+        tasks (Tasks.Logs) and goes with the record; the Containers service knows nothing
+        of logs, so we sweep at start and at each Create instead of hooking its Delete."""
+        try:
+            names = os.listdir(self.logs / namespace)
+        except FileNotFoundError:
+            return
+        ids = {m.group(1) for n in names if (m := _LOG_NAME.fullmatch(n))}
+        for cid in ids:
+            if not self.has_task(namespace, cid) and not has_container(namespace, cid):
+                self.remove_logs(namespace, cid)
+
+    def remove_logs(self, namespace: str, container_id: str) -> None:
+        """The log and its rotated files (`<id>.log.1`...), nothing else."""
+        base = self.log_path(namespace, container_id)
+        try:
+            names = os.listdir(base.parent)
+        except FileNotFoundError:
+            return
+        for name in names:
+            rest = name.removeprefix(base.name)
+            if rest == name or (rest and not (rest[0] == "." and rest[1:].isdigit())):
+                continue
+            (base.parent / name).unlink(missing_ok=True)
 
     # -- lookups ------------------------------------------------------------------------
 
@@ -280,12 +310,19 @@ class TaskManager:
     def load_existing(self, has_container: Callable[[str, str], bool] | None = None) -> None:
         """Re-find the shims of a previous daemon life from their bundles. A bundle whose
         shim is dead, reused or unreachable is cleaned up and its exit reported; a bad
-        record never stops the daemon."""
+        record never stops the daemon. Then the logs of deleted containers go."""
         for bundle in existing(self.state):
             try:
                 self._load(bundle)
             except Exception as e:  # one broken bundle must not stop the others
                 log.warning("task %s/%s: cannot load: %s", bundle.namespace, bundle.id, e)
+        has_container = has_container or self.has_container
+        if has_container is not None and self.logs.is_dir():
+            for ns_dir in self.logs.iterdir():
+                try:
+                    self.sweep_logs(ns_dir.name, has_container)
+                except Exception as e:
+                    log.warning("sweeping logs of namespace %s: %s", ns_dir.name, e)
 
     def _load(self, bundle: Bundle) -> None:
         info = bundle.read_bootstrap()

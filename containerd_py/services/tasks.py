@@ -145,6 +145,8 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
         if request.HasField("checkpoint") and request.checkpoint.digest:
             raise InvalidArgument("restoring from a checkpoint is not supported")
         task = self._tasks.create(ns, container.id, spec, req)
+        if self._tasks.has_container is not None:
+            self._tasks.sweep_logs(ns, self._tasks.has_container)
         return pb.CreateResponse(container_id=container.id, pid=task.pid)
 
     def Start(self, request: pb.StartRequest, context: grpc.ServicerContext) -> pb.StartResponse:
@@ -426,7 +428,17 @@ def register(server: grpc.Server, deps: Deps) -> list[PluginInfo]:
         return []  # a test server without storage
     manager = TaskManager(deps.config.state, deps.config.root, deps.config.address, deps.exchange)
     deps.tasks = manager
-    service = TasksService(manager, ContainerStore(deps.storage.db), deps.storage.snapshotters)
+    store = ContainerStore(deps.storage.db)
+
+    def has_container(namespace: str, container_id: str) -> bool:
+        try:
+            store.get(namespace, container_id)
+        except NotFound:
+            return False
+        return True
+
+    manager.has_container = has_container
+    service = TasksService(manager, store, deps.storage.snapshotters)
     tasks_pb2_grpc.add_TasksServicer_to_server(service, server)
     return [
         PluginInfo(RUNTIME_PLUGIN, "task", requires=(METADATA_PLUGIN, EVENT_PLUGIN)),
