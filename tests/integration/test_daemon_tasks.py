@@ -220,7 +220,7 @@ def test_errors(client: Client) -> None:
         tasks.get("")
 
 
-def test_logs_from_the_shims_log_file(client: Client) -> None:
+def test_logs_from_the_shims_log_file(client: Client, daemon: Daemon) -> None:
     client.new_container(
         "l1", IMAGE, args=["sh", "-c", "for i in 1 2 3; do echo out$i; echo err$i >&2; done"]
     )
@@ -236,9 +236,18 @@ def test_logs_from_the_shims_log_file(client: Client) -> None:
     tasks.delete("l1")
     # Readable after the task is gone, until the container is.
     assert len(list(tasks.logs("l1"))) == 6
+    log_file = daemon.root / "logs" / "default" / "l1.log"
+    assert log_file.exists()
     client.delete_container("l1")
     with pytest.raises(errdefs.NotFound):
         list(tasks.logs("l1"))
+    # The file goes with the record: swept at the next task create (and daemon start).
+    client.new_container("l3", IMAGE, args=["true"])
+    tasks.create("l3")
+    assert not log_file.exists()
+    assert (log_file.parent / "l3.log").exists()
+    tasks.delete("l3")
+    client.delete_container("l3")
 
 
 def test_logs_follow_ends_with_the_task(client: Client) -> None:
