@@ -259,3 +259,55 @@ def test_logs_follow_ends_with_the_task(client: Client) -> None:
     assert got == [b"a\n", b"b\n"]
     tasks.delete("l2")
     client.delete_container("l2")
+
+
+def test_exec_pids_pause_resume_metrics(client: Client, runtime_name: str) -> None:
+    client.new_container("p1", IMAGE, runtime=runtime_name, args=["sleep", "1000"])
+    tasks = client.tasks()
+    tasks.create("p1")
+    init = tasks.start("p1")
+    spec = client.containers().get("p1").spec_dict()
+    assert spec is not None
+    proc = dict(spec["process"], args=["sh", "-c", "echo from-exec; exit 5"])
+    tasks.exec("p1", "e1", proc)
+    att = tasks.attach("p1", "e1")
+    out: list[bytes] = []
+    reader = threading.Thread(target=lambda: out.extend(d for _, d in att))
+    reader.start()
+    tasks.start("p1", "e1")
+    assert tasks.wait("p1", "e1", timeout=30).status == 5
+    reader.join(10)
+    att.close()
+    assert b"".join(out) == b"from-exec\n"
+    assert tasks.get("p1", "e1").status == "STOPPED"
+    tasks.delete_process("p1", "e1")
+    with pytest.raises(errdefs.NotFound):
+        tasks.get("p1", "e1")
+    assert init in [pid for pid, _ in tasks.pids("p1")]
+    tasks.pause("p1")
+    assert tasks.get("p1").status == "PAUSED"
+    tasks.resume("p1")
+    assert tasks.get("p1").status == "RUNNING"
+    stats = tasks.metrics()
+    assert "p1" in stats
+    # sleep as pid 1 of its namespace ignores SIGTERM: KILL, to every process.
+    tasks.kill("p1", signal.SIGKILL, all=True)
+    assert tasks.wait("p1", timeout=30).status == 128 + signal.SIGKILL
+    assert tasks.metrics() == {}  # a stopped task has no stats
+    tasks.delete("p1")
+    client.delete_container("p1")
+
+
+def test_checkpoint_is_unimplemented(client: Client) -> None:
+    import grpc
+
+    from containerd_py.api.services.tasks.v1 import tasks_pb2
+
+    client.new_container("cp", IMAGE, args=["true"])
+    with pytest.raises(grpc.RpcError) as err:
+        client._tasks.Checkpoint(
+            tasks_pb2.CheckpointRequest(container_id="cp"), metadata=client.metadata, timeout=10
+        )
+    assert err.value.code() is grpc.StatusCode.UNIMPLEMENTED
+    assert "checkpoint" in (err.value.details() or "")
+    client.delete_container("cp")
