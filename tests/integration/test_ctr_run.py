@@ -108,3 +108,20 @@ def test_detached_task_commands(daemon: Daemon, runtime_name: str) -> None:
     ok(daemon, "tasks", "rm", "d1")
     ok(daemon, "containers", "rm", "d1")
     assert _bundles(daemon.state) == []
+
+
+def test_run_tty(daemon: Daemon) -> None:
+    r = pyctr(daemon, "run", "--rm", "-t", IMAGE, "tt", "sh", "-c", "tty; echo err >&2; exit 3")
+    # A pty: both streams arrive as stdout.
+    assert r.returncode == 3, r.stderr
+    assert r.stdout.replace("\r\n", "\n").splitlines() == ["/dev/pts/0", "err"]
+    assert r.stderr == ""
+
+
+def test_run_failures_leave_nothing(daemon: Daemon) -> None:
+    r = pyctr(daemon, "run", "--rm", "example.com/none:1", "f1", "true")
+    assert r.returncode == 1 and r.stderr.startswith("pyctr: "), r.stderr
+    r = pyctr(daemon, "run", "--runtime", "/nonexistent/runtime", IMAGE, "f2", "true")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert ok(daemon, "containers", "ls", "-q") == ""
+    assert _bundles(daemon.state) == []
