@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from containerd_py import errdefs
 
 BOOTSTRAP_FILE = "bootstrap.json"
 LOG_FILE = "output.log"
@@ -62,8 +65,15 @@ class Bundle:
         return self.path / LOG_FILE
 
     def create(self, spec: dict[str, Any]) -> None:
-        """Make the dir with config.json; a leftover dir of an earlier life is replaced."""
+        """Make the dir with config.json; a leftover dir of an earlier life is replaced,
+        unless something is still mounted in it (rmtree would delete through the mount
+        into the container's snapshot)."""
         if self.path.exists():
+            busy = mounts_under(self.path)
+            if busy:
+                raise errdefs.FailedPrecondition(
+                    f"task bundle {self.path} still has mounts ({busy[0]}): not replacing it"
+                )
             shutil.rmtree(self.path)
         self.path.mkdir(mode=DIR_MODE, parents=True)
         (self.path / "rootfs").mkdir(mode=DIR_MODE)
@@ -85,6 +95,18 @@ class Bundle:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
+
+
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or below `path` (from /proc/self/mountinfo, octal escapes undone)."""
+    real = os.path.realpath(path)
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            if point == real or point.startswith(real + "/"):
+                found.append(point)
+    return found
 
 
 def existing(state: Path) -> list[Bundle]:

@@ -315,8 +315,8 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
                 continue
             try:
                 r = task.call("Stats", shim.StatsRequest(id=task.id))
-            except (NotFound, FailedPrecondition):
-                continue  # stopped or gone: no stats
+            except PyContainerdError:
+                continue  # stopped, or its shim just died: no stats, the others still count
             data = any_pb2.Any()
             data.Pack(r.stats, type_url_prefix="types.pycontainerd")
             out.append(metrics_pb2.Metric(id=task.id, timestamp=_now(), data=data))
