@@ -180,3 +180,23 @@ def test_shims_killed_while_the_daemon_is_down(daemon: Daemon) -> None:
     logs = daemon.logs()
     assert "task default/x2: shim gone, reported exit 7" in logs
     assert "task default/x1: shim gone, reported exit 137" in logs
+
+
+def test_a_shim_left_without_a_task_is_stopped_on_restart(daemon: Daemon) -> None:
+    """The daemon died between starting a shim and its Create (containerd#6860): the shim
+    answers but has no task; on restart it is shut down and its bundle removed."""
+    from containerd_py.runtime.bundle import Bundle
+    from containerd_py.runtime.shim_manager import ShimManager
+
+    daemon.kill9()
+    bundle = Bundle.at(daemon.state, "default", "orphan")
+    bundle.create({"ociVersion": "1.0.2"})
+    conn = ShimManager(daemon.state, daemon.address).start(bundle)
+    conn.close()
+    shim = psutil.Process(conn.info.shim_pid)
+    daemon.start()
+    wait_for(lambda: not shim.is_running() or shim.status() == psutil.STATUS_ZOMBIE, what="exit")
+    assert _bundles(daemon.state) == []
+    with daemon.client() as client:
+        assert client.tasks().list() == []
+    assert "shim has no task" in daemon.logs()
