@@ -187,6 +187,7 @@ def spawn(
         _child(stage1_body, cchan)
     cchan.close()
     init_pid = 0
+    start = 0
     try:
         place(stage1)
         chan.send(Msg.CONTINUE)
@@ -199,6 +200,11 @@ def spawn(
                 chan.send(Msg.MAPS_DONE)
             elif msg is Msg.INIT_PID:
                 init_pid = data["pid"]
+                # Read now, while it waits for GO: an exec'd process may be gone the moment
+                # after it reports READY, and its start time is what tells pid reuse apart.
+                start = proc_start_time(init_pid)
+                if start is None:
+                    raise SpawnError("container init exited before it was ready")
                 _reap(stage1)
                 stage1 = 0
                 chan.send(Msg.GO, **go_payload(init_pid))
@@ -210,9 +216,6 @@ def spawn(
                 break
             else:
                 raise SpawnError(f"protocol error: unexpected {msg.value}")
-        start = proc_start_time(init_pid)
-        if start is None:
-            raise SpawnError("container init exited before it was ready")
         return Spawned(init_pid, start)
     except (SyncError, OSError, Exception) as e:
         for pid in (stage1, init_pid):
