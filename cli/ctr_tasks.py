@@ -162,14 +162,22 @@ def tasks_attach(
     """Attach to a running task's stdio until its output ends."""
     from cli.ctr import connect
     from cli.ctr_run import _pump_stdin
+    from containerd_py import errdefs
 
     with connect(ctx) as client:
         tasks = client.tasks()
-        att = tasks.attach(container_id, stdin=True)
+        try:
+            att = tasks.attach(container_id, stdin=True)
+            with_stdin = True
+        except errdefs.FailedPrecondition:
+            # Started without an open stdin (-d): output only.
+            att = tasks.attach(container_id)
+            with_stdin = False
         try:
             import threading
 
-            threading.Thread(target=_pump_stdin, args=(att,), daemon=True).start()
+            if with_stdin:
+                threading.Thread(target=_pump_stdin, args=(att,), daemon=True).start()
             out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
             for stream, data in att:
                 out[stream].write(data)
