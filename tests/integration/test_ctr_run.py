@@ -125,3 +125,28 @@ def test_run_failures_leave_nothing(daemon: Daemon) -> None:
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert ok(daemon, "containers", "ls", "-q") == ""
     assert _bundles(daemon.state) == []
+
+
+def test_containers_create_then_tasks_start_and_attach(daemon: Daemon) -> None:
+    ok(daemon, "containers", "create", IMAGE, "a1", "--", "sh", "-c",
+       "i=0; while [ $i -lt 60 ]; do i=$((i+1)); echo $i; sleep 0.05; done; exit 2")  # fmt: skip
+    ok(daemon, "tasks", "start", "-d", "a1")
+    r = pyctr(daemon, "tasks", "attach", "a1")
+    # Attached late: the tail of the output, up to the last line, then the status.
+    assert r.returncode == 2, r.stderr
+    assert r.stdout.splitlines()[-1] == "60"
+    ok(daemon, "tasks", "rm", "a1")
+    ok(daemon, "containers", "rm", "a1")
+    r = subprocess.run(
+        [sys.executable, "-m", "cli.ctr", "--address", daemon.address, "containers", "create",
+         IMAGE, "a2", "--", "sh", "-c", "read x; echo got $x"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "cli.ctr", "--address", daemon.address, "tasks", "start", "a2"],
+        cwd=ROOT, input="hello\n", capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (r.stdout, r.returncode) == ("got hello\n", 0), r.stderr
+    ok(daemon, "tasks", "rm", "a2")
+    ok(daemon, "containers", "rm", "a2")
