@@ -1210,6 +1210,8 @@ def _sha256(data: bytes) -> str:
 # -- tasks ---------------------------------------------------------------------------------
 
 _TASK_STATUS = {0: "UNKNOWN", 1: "CREATED", 2: "RUNNING", 3: "STOPPED", 4: "PAUSED", 5: "PAUSING"}
+# Sent by the daemon in Attach's headers once the output is subscribed.
+ATTACHED_HEADER = "pycontainerd-attached"
 PROCESS_SPEC_TYPE_URL = "types.pycontainerd/opencontainers/runtime-spec/1/Process"
 RESOURCES_TYPE_URL = "types.pycontainerd/opencontainers/runtime-spec/1/LinuxResources"
 
@@ -1258,8 +1260,10 @@ class Attachment:
         try:
             # The headers come once the shim has subscribed to the output: from then on
             # nothing the process writes is missed, so the caller may start it.
-            self._call.initial_metadata()
-            if self._call.done() and self._call.code() is not grpc.StatusCode.OK:
+            headers = dict(self._call.initial_metadata() or ())
+            # Without the daemon's "attached" header the call has failed (or is failing):
+            # its status, not an empty stream, is the answer.
+            if ATTACHED_HEADER not in headers and self._call.code() is not grpc.StatusCode.OK:
                 raise self._call
         except grpc.RpcError as e:
             raise translate(e, self._address, "Attach") from None

@@ -344,11 +344,11 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
             # The shim sends its headers once it has subscribed to the output; passing
             # them on tells the client that nothing written from now on can be missed
             # (so `run` may Start the task right after).
-            headers = call.initial_metadata()
-            context.send_initial_metadata(
-                tuple((k, v) for k, v in headers if k == ATTACHED_METADATA_KEY)
-                or ((ATTACHED_METADATA_KEY, "1"),)
+            headers = tuple(
+                (k, v) for k, v in call.initial_metadata() or () if k == ATTACHED_METADATA_KEY
             )
+            if headers:  # none: the shim refused, and iterating raises its status
+                context.send_initial_metadata(headers)
             for r in call:
                 yield _recast(r, pb.AttachResponse)
         except grpc.RpcError as e:
