@@ -23,7 +23,7 @@ from containerd_py import errdefs
 from containerd_py.client import Client
 from tests.daemon import Daemon
 from tests.integration.test_daemon_tasks import IMAGE, _bundles, import_busybox, task_daemon
-from tests.runtimes import CGROUP_ROOT
+from tests.runtimes import CGROUP_ROOT, runtime_available
 
 pytestmark = [
     pytest.mark.root,
@@ -64,6 +64,14 @@ def mounts_under(path: Path) -> list[str]:
     return [p for p in points if p.startswith(str(path))]
 
 
+@pytest.fixture(params=["pyrunc", "runc"])
+def runtime_name(request: pytest.FixtureRequest) -> str:
+    ok, why = runtime_available(request.param)
+    if not ok:
+        pytest.skip(why)
+    return request.param
+
+
 @pytest.fixture
 def daemon(short_tmp: Path) -> Iterator[Daemon]:
     with task_daemon(short_tmp) as d:
@@ -72,11 +80,11 @@ def daemon(short_tmp: Path) -> Iterator[Daemon]:
         yield d
 
 
-def test_daemon_kill9_tasks_survive_and_exits_are_kept(daemon: Daemon) -> None:
+def test_daemon_kill9_tasks_survive_and_exits_are_kept(daemon: Daemon, runtime_name: str) -> None:
     with daemon.client() as client:
         tasks = client.tasks()
         for cid, script in (("c1", COUNT), ("c2", COUNT), ("c3", EXITS_WHILE_DOWN)):
-            client.new_container(cid, IMAGE, args=["sh", "-c", script])
+            client.new_container(cid, IMAGE, runtime=runtime_name, args=["sh", "-c", script])
             tasks.create(cid)
             tasks.start(cid)
         pid3 = tasks.get("c3").pid
@@ -107,10 +115,10 @@ def test_daemon_kill9_tasks_survive_and_exits_are_kept(daemon: Daemon) -> None:
     assert _bundles(daemon.state) == []
 
 
-def test_shim_kill9_reports_exit_and_cleans_up(daemon: Daemon) -> None:
+def test_shim_kill9_reports_exit_and_cleans_up(daemon: Daemon, runtime_name: str) -> None:
     with daemon.client() as client:
         tasks = client.tasks()
-        client.new_container("s1", IMAGE, args=["sh", "-c", COUNT])
+        client.new_container("s1", IMAGE, runtime=runtime_name, args=["sh", "-c", COUNT])
         tasks.create("s1")
         pid = tasks.start("s1")
         bundle = bundle_of(daemon, "s1")
