@@ -215,8 +215,10 @@ class TaskManager:
             raise errdefs.NotFound(f"no task for container {task_id!r}")
         r = task.call("Delete", shim_pb2.DeleteRequest(id=task_id))
         ex = Exit(r.pid, r.exit_status, r.exited_at)
-        self._shutdown(task)
+        # Forget first: the watcher must not take the shim's shutdown for a death and
+        # report the task a second time.
         self._forget(task)
+        self._shutdown(task)
         task.bundle.remove()
         return ex
 
