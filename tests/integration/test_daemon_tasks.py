@@ -204,9 +204,14 @@ def test_kill_running_task(client: Client, daemon: Daemon, runtime_name: str) ->
     assert tasks.get("k1").status == "RUNNING"
     with pytest.raises(errdefs.FailedPrecondition):
         tasks.delete("k1")
-    tasks.kill("k1", signal.SIGKILL)
-    assert tasks.wait("k1", timeout=30).status == 128 + signal.SIGKILL
-    tasks.delete("k1")
+    with client.events("topic~=/tasks/") as events:
+        tasks.kill("k1", signal.SIGKILL)
+        assert tasks.wait("k1", timeout=30).status == 128 + signal.SIGKILL
+        tasks.delete("k1")
+        # Longer than the watcher's poll: a shim shut down by Delete is not a death.
+        threading.Timer(2.5, events.close).start()
+        seen = [ev.topic for ev in events]
+    assert seen == ["/tasks/exit", "/tasks/delete"]
     client.delete_container("k1")
     assert _bundles(daemon.state) == []
 
