@@ -208,3 +208,20 @@ def test_a_shim_left_without_a_task_is_stopped_on_restart(daemon: Daemon) -> Non
     with daemon.client() as client:
         assert client.tasks().list() == []
     assert "shim has no task" in daemon.logs()
+
+
+def test_a_clean_stop_leaves_tasks_running(daemon: Daemon) -> None:
+    with daemon.client() as client:
+        client.new_container("g1", IMAGE, args=["sh", "-c", COUNT])
+        client.tasks().create("g1")
+        pid = client.tasks().start("g1")
+    daemon.stop()
+    assert psutil.pid_exists(pid)
+    daemon.start()
+    with daemon.client() as client:
+        tasks = client.tasks()
+        assert (tasks.get("g1").status, tasks.get("g1").pid) == ("RUNNING", pid)
+        tasks.kill("g1", signal.SIGKILL)
+        assert tasks.wait("g1", timeout=20).status == 137
+        tasks.delete("g1")
+        client.delete_container("g1")
