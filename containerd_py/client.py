@@ -1408,6 +1408,14 @@ class TaskService:
             out.append((p.pid, details.exec_id))
         return out
 
+    def update(self, container_id: str, resources: Mapping[str, Any]) -> None:
+        """Change a running task's resources (an OCI LinuxResources object)."""
+        packed = any_pb2.Any(
+            type_url=RESOURCES_TYPE_URL, value=json.dumps(dict(resources)).encode()
+        )
+        req = tasks_pb2.UpdateRequest(container_id=container_id, resources=packed)
+        self._c.call(self._stub.Update, req)
+
     def pause(self, container_id: str) -> None:
         self._c.call(self._stub.Pause, tasks_pb2.PauseRequest(container_id=container_id))
 
