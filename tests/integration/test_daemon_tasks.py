@@ -298,6 +298,8 @@ def test_exec_pids_pause_resume_metrics(client: Client, runtime_name: str) -> No
     assert tasks.get("p1").status == "RUNNING"
     stats = tasks.metrics()
     assert "p1" in stats
+    tasks.update("p1", {"memory": {"limit": 96 << 20}})
+    assert tasks.metrics("id==p1")["p1"].memory.limit == 96 << 20
     # sleep as pid 1 of its namespace ignores SIGTERM: KILL, to every process.
     tasks.kill("p1", signal.SIGKILL, all=True)
     assert tasks.wait("p1", timeout=30).status == 128 + signal.SIGKILL
