@@ -1,0 +1,336 @@
+"""The containerd layer, side by side: `pyctr run --rm IMAGE id true` on pycontainerd against
+`ctr run --rm IMAGE id true` on containerd (Debian package), and the memory of one idle shim.
+
+A private pycontainerd and a private containerd run for the benchmark (own root, state and
+socket under a short /tmp dir, containerd with a minimal config), both import the same
+busybox image built by mkimage. Rounds are interleaved so that machine noise falls on both
+alike. Reports median wall clock per command, the ratio to containerd, and the PSS of each
+shim with one `sleep 300` container. Everything is cleaned up afterwards: tasks, containers,
+daemons, shims, mounts, cgroups and temp dirs.
+
+    python3 bench/containerd_layer.py [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from containerd_py.runtime.task_manager import CGROUP_PARENT_ENV  # noqa: E402
+from containerd_py.snapshots.mount import unmount_all  # noqa: E402
+from mkimage import write_oci_archive  # noqa: E402
+from tests.daemon import Daemon  # noqa: E402
+
+IMAGE = "docker.io/library/busybox:latest"
+NS = "pybenchcl"
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+CONFIG = """\
+version = 2
+root = "{root}"
+state = "{state}"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.tracing.processor.v1.otlp"]
+
+[grpc]
+  address = "{address}"
+
+[ttrpc]
+  address = "{address}.ttrpc"
+
+[debug]
+  address = ""
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{root}/opt"
+"""
+
+
+def run(
+    argv: list[str], timeout: float = 120, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(
+        argv,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: exit {r.returncode}\n{r.stderr}")
+    return r
+
+
+class Containerd:
+    def __init__(self, tmp: Path) -> None:
+        self.root = tmp / "ctd-root"
+        self.state = tmp / "ctd-state"
+        self.address = str(tmp / "ctd.sock")
+        self.config = tmp / "ctd.toml"
+        self.log = tmp / "ctd.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Containerd:
+        self.config.write_text(
+            CONFIG.format(root=self.root, state=self.state, address=self.address)
+        )
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                ["containerd", "--config", str(self.config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"containerd exited:\n{self.log.read_text()[-3000:]}")
+            if os.path.exists(self.address) and self.ctr("version", check=False).returncode == 0:
+                return self
+            time.sleep(0.1)
+        raise RuntimeError(f"containerd not ready:\n{self.log.read_text()[-3000:]}")
+
+    def argv(self) -> list[str]:
+        return ["ctr", "--address", self.address, "--namespace", NS]
+
+    def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run([*self.argv(), *args], check=check)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def pyctr_argv(d: Daemon) -> list[str]:
+    return [sys.executable, "-m", "cli.ctr", "--address", d.address, "-n", NS]
+
+
+def timed(argv: list[str]) -> float:
+    t0 = time.perf_counter()
+    r = run(argv, check=False)
+    t = time.perf_counter() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: exit {r.returncode}\n{r.stderr}")
+    return t
+
+
+# -- shims ----------------------------------------------------------------------------------
+
+
+def our_shims(state: Path) -> list[int]:
+    pids = []
+    for f in state.glob("tasks/*/*/shim.pid"):
+        try:
+            pids.append(int(f.read_text()))
+        except (OSError, ValueError):
+            pass
+    alive = []
+    for pid in pids:
+        try:  # the pid file may name a pid the kernel has reused since
+            if "shim" in " ".join(psutil.Process(pid).cmdline()):
+                alive.append(pid)
+        except psutil.Error:
+            pass
+    return alive
+
+
+def their_shims(address: str) -> list[int]:
+    pids = []
+    for p in psutil.process_iter(["cmdline"]):
+        cmd = p.info["cmdline"] or []
+        if cmd and os.path.basename(cmd[0]) == "containerd-shim-runc-v2" and address in cmd:
+            pids.append(p.pid)
+    return pids
+
+
+def shim_pss(pids: list[int], what: str) -> float:
+    if len(pids) != 1:
+        raise RuntimeError(f"expected one {what} shim, found {pids}")
+    return psutil.Process(pids[0]).memory_full_info().pss / 2**20
+
+
+def kill_groups(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def remove_cgroup(path: str) -> None:
+    rel = path.strip("/")
+    if not rel:
+        return
+    for hier in CGROUP_ROOT.iterdir():
+        d = hier / rel
+        if not d.is_dir():
+            continue
+        for sub in sorted((p for p in d.rglob("*") if p.is_dir()), reverse=True):
+            try:
+                sub.rmdir()
+            except OSError:
+                pass
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
+
+def umount_under(*dirs: Path) -> None:
+    prefixes = tuple(str(d) for d in dirs)
+    for line in reversed(Path("/proc/self/mounts").read_text().splitlines()):
+        where = line.split()[1]
+        if where.startswith(prefixes):
+            try:
+                unmount_all(where, 2)  # MNT_DETACH
+            except OSError as e:
+                print(f"# umount {where}: {e}", file=sys.stderr)
+
+
+# -- the benchmark --------------------------------------------------------------------------
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench needs root", file=sys.stderr)
+        return 1
+    for exe in ("containerd", "ctr", "containerd-shim-runc-v2"):
+        if shutil.which(exe) is None:
+            print(f"bench needs {exe} (Debian package containerd)", file=sys.stderr)
+            return 1
+    if not Path("/bin/busybox").exists():
+        print("bench needs /bin/busybox (busybox-static)", file=sys.stderr)
+        return 1
+
+    work = Path(tempfile.mkdtemp(prefix="pycl-", dir="/tmp"))
+    ours_parent = f"/pybench-cl-{os.getpid()}"
+    theirs_parent = f"/pybench-ctd-{os.getpid()}"
+    d = Daemon(work, name="py", env=dict(os.environ, **{CGROUP_PARENT_ENV: ours_parent}))
+    c = Containerd(work)
+    try:
+        archive = work / "bb.tar"
+        write_oci_archive(archive)
+        d.start()
+        c.start()
+        run([*pyctr_argv(d), "images", "import", str(archive)])
+        c.ctr("images", "import", str(archive))
+
+        ours: list[float] = []
+        theirs: list[float] = []
+        for i in range(args.runs + 2):
+            cid = f"b{i}"
+            a = timed([*pyctr_argv(d), "run", "--rm", IMAGE, cid, "true"])
+            b = timed(
+                [*c.argv(), "run", "--rm", "--cgroup", f"{theirs_parent}/{cid}", IMAGE, cid, "true"]
+            )
+            if i >= 2:  # the first two warm the page cache and the daemons
+                ours.append(a)
+                theirs.append(b)
+
+        run([*pyctr_argv(d), "run", "-d", IMAGE, "idle", "sleep", "300"])
+        c.ctr("run", "-d", "--cgroup", f"{theirs_parent}/idle", IMAGE, "idle", "sleep", "300")
+        time.sleep(1)  # let both settle
+        pss_ours = shim_pss(our_shims(d.state), "pycontainerd")
+        pss_theirs = shim_pss(their_shims(c.address), "containerd")
+        run([*pyctr_argv(d), "tasks", "kill", "-s", "KILL", "idle"], check=False)
+        c.ctr("tasks", "kill", "-s", "KILL", "idle", check=False)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if run([*pyctr_argv(d), "tasks", "rm", "idle"], check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        run([*pyctr_argv(d), "containers", "rm", "idle"], check=False)
+        while time.monotonic() < deadline:
+            if c.ctr("tasks", "rm", "idle", check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        c.ctr("containers", "rm", "idle", check=False)
+
+        report(ours, theirs, pss_ours, pss_theirs, args.runs)
+        if args.json:
+            Path(args.json).write_text(
+                json.dumps({"pyctr": ours, "ctr": theirs, "pss_mb": [pss_ours, pss_theirs]})
+            )
+    finally:
+        cleanup(d, c, work, ours_parent, theirs_parent)
+    return 0
+
+
+def cleanup(d: Daemon, c: Containerd, work: Path, ours_parent: str, theirs_parent: str) -> None:
+    # Tasks and containers still there (after a failure): ask the daemons while they run.
+    if d.running:
+        ids = run([*pyctr_argv(d), "tasks", "ls", "-q"], check=False).stdout.split()
+        for cid in ids:
+            run([*pyctr_argv(d), "tasks", "kill", "-s", "KILL", cid], check=False)
+        for cid in ids:
+            for _ in range(50):
+                if run([*pyctr_argv(d), "tasks", "rm", cid], check=False).returncode == 0:
+                    break
+                time.sleep(0.1)
+        for cid in run([*pyctr_argv(d), "containers", "ls", "-q"], check=False).stdout.split():
+            run([*pyctr_argv(d), "containers", "rm", cid], check=False)
+    if c.proc is not None and c.proc.poll() is None:
+        lines = c.ctr("tasks", "ls", check=False).stdout.splitlines()[1:]
+        ids = [line.split()[0] for line in lines if line.split()]
+        for cid in ids:
+            c.ctr("tasks", "kill", "-s", "KILL", cid, check=False)
+        for cid in ids:
+            for _ in range(50):
+                if c.ctr("tasks", "rm", cid, check=False).returncode == 0:
+                    break
+                time.sleep(0.1)
+        for cid in c.ctr("containers", "ls", "-q", check=False).stdout.split():
+            c.ctr("containers", "rm", cid, check=False)
+    # Shims outlive their daemons: note them before the daemons go, kill their groups after.
+    shims = our_shims(d.state) + their_shims(c.address)
+    d.close()
+    c.stop()
+    kill_groups(shims + our_shims(d.state) + their_shims(c.address))
+    umount_under(d.root, d.state, c.root, c.state)
+    remove_cgroup(ours_parent)
+    remove_cgroup(theirs_parent)
+    remove_cgroup(f"/{NS}")  # containerd's default for anything run without --cgroup
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def report(
+    ours: list[float], theirs: list[float], pss_ours: float, pss_theirs: float, runs: int
+) -> None:
+    mo, mt = statistics.median(ours) * 1000, statistics.median(theirs) * 1000
+    print(f"run --rm busybox true, {runs} runs each, medians in ms; idle shim PSS in MB")
+    print(f"{'stack':14} {'run --rm':>9} {'vs ctd':>7} {'shim PSS':>9} {'vs ctd':>7}")
+    rt, rm = mo / mt, pss_ours / pss_theirs
+    print(f"{'pycontainerd':14} {mo:9.1f} {rt:6.2f}x {pss_ours:9.1f} {rm:6.2f}x")
+    print(f"{'containerd':14} {mt:9.1f} {1:6.2f}x {pss_theirs:9.1f} {1:6.2f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
