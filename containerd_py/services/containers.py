@@ -183,6 +183,7 @@ def register(server: grpc.Server, deps: Deps) -> list[PluginInfo]:
     if deps.storage is None:
         return []  # a test server without storage
     storage = deps.storage
+
     # Late-bound: the Tasks service registers after this one and sets deps.tasks.
     def has_task(namespace: str, container_id: str) -> bool:
         return deps.tasks is not None and deps.tasks.has_task(namespace, container_id)
