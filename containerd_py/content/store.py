@@ -43,6 +43,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from containerd_py import filters
 from containerd_py.content import digests
 from containerd_py.content.types import Info, Status, Usage
 from containerd_py.errdefs import (
@@ -53,7 +54,6 @@ from containerd_py.errdefs import (
     NotFound,
     Unavailable,
 )
-from containerd_py.metadata import filters
 from containerd_py.metadata.common import (
     DECODE_ERRORS,
     apply_label_paths,

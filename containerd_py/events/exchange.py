@@ -30,10 +30,10 @@ from google.protobuf import any_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
+from containerd_py import filters as flt
 from containerd_py import namespaces
 from containerd_py.api.types.v1.event_pb2 import Envelope
 from containerd_py.errdefs import InvalidArgument, Unavailable
-from containerd_py.events import filters as flt
 from containerd_py.events.topics import validate_topic
 
 log = logging.getLogger(__name__)
@@ -232,7 +232,7 @@ class Exchange:
         iteration ends when its client is gone even if nobody calls `close()`.
         """
         filters = list(filters)
-        parsed = flt.parse(filters)
+        parsed = flt.parse(*filters)
         sub = Subscription(self, parsed, filters, self.queue_size, alive, self._poll)
         with self._lock:
             if self._closed is not None:

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from containerd_py import filters
 from containerd_py.errdefs import AlreadyExists, Internal, InvalidArgument
-from containerd_py.metadata import filters
 from containerd_py.metadata.common import (
     DECODE_ERRORS,
     CorruptRow,

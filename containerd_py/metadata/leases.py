@@ -12,9 +12,9 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from containerd_py import filters
 from containerd_py.content import digests
 from containerd_py.errdefs import AlreadyExists, InvalidArgument, NotFound
-from containerd_py.metadata import filters
 from containerd_py.metadata.common import (
     DECODE_ERRORS,
     dump_json,

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from containerd_py import filters
 from containerd_py.errdefs import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from containerd_py.metadata import filters
 from containerd_py.metadata.common import (
     DECODE_ERRORS,
     apply_label_paths,

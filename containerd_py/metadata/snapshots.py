@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from containerd_py import filters
 from containerd_py.errdefs import (
     AlreadyExists,
     FailedPrecondition,
@@ -25,7 +26,6 @@ from containerd_py.errdefs import (
     InvalidArgument,
     NotFound,
 )
-from containerd_py.metadata import filters
 from containerd_py.metadata.common import (
     DECODE_ERRORS,
     apply_label_paths,

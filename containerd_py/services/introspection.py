@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from containerd_py import filters as flt
 from containerd_py.api.services.introspection.v1 import (
     introspection_pb2,
     introspection_pb2_grpc,
 )
-from containerd_py.events import filters as flt
 
 if TYPE_CHECKING:
     from containerd_py.services import Deps
@@ -110,7 +110,7 @@ class IntrospectionService(introspection_pb2_grpc.IntrospectionServicer):
     def Plugins(
         self, request: introspection_pb2.PluginsRequest, context: grpc.ServicerContext
     ) -> introspection_pb2.PluginsResponse:
-        match = flt.parse(request.filters)
+        match = flt.parse(*request.filters)
         return introspection_pb2.PluginsResponse(
             plugins=[p.to_proto() for p in self._plugins() if match.match(p.field)]
         )

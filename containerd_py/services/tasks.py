@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from google.protobuf import any_pb2
 
-from containerd_py import namespaces
+from containerd_py import filters, namespaces
 from containerd_py.api.runtime.task.v1 import shim_pb2 as shim
 from containerd_py.api.services.tasks.v1 import tasks_pb2 as pb
 from containerd_py.api.services.tasks.v1 import tasks_pb2_grpc
@@ -30,7 +30,6 @@ from containerd_py.errdefs import (
     NotFound,
     PyContainerdError,
 )
-from containerd_py.metadata import filters
 from containerd_py.metadata.containers import Container, ContainerStore
 from containerd_py.runtime.task_manager import Task, TaskManager
 from containerd_py.services.introspection import (

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from containerd_py.metadata import filters
+from containerd_py import filters
 from containerd_py.metadata.common import validate_labels
 from containerd_py.snapshots import fs
 from containerd_py.snapshots.mount import Mount

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from containerd_py.errdefs import InvalidArgument
-from containerd_py.metadata.filters import adapt, parse
+from containerd_py.filters import adapt, parse
 
 OBJ = adapt(
     {"name": "docker.io/library/busybox:latest", "target": {"digest": "sha256:ab", "size": 3}},

@@ -1,4 +1,4 @@
-"""The subset of containerd's filter language that event subscriptions use.
+"""containerd's filter language: one parser for List/Walk calls and event subscriptions.
 
     filter    := selector ("," selector)*        every selector must match (AND)
     selector  := fieldpath [operator value]      no operator: the field must be present
@@ -25,7 +25,7 @@ Objects are matched through an *adaptor*: a function from a field path to
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from containerd_py.errdefs import InvalidArgument
@@ -74,7 +74,7 @@ class Filter:
 MATCH_ALL = Filter()
 
 
-def parse(filters: Iterable[str]) -> Filter:
+def parse(*filters: str) -> Filter:
     """Parse filter strings (OR); raises InvalidArgument with the position of the error."""
     alternatives = []
     for text in filters:
@@ -196,3 +196,29 @@ class _Parser:
             out.append(ch)
         self.i = start
         raise self.error("unterminated quoted string")
+
+
+def adapt(fields: Mapping[str, object], labels: Mapping[str, str] | None = None) -> Adaptor:
+    """An adaptor over plain fields plus `labels.<key>`; nested fields as dicts.
+
+    A field whose value is None or "" counts as absent, as containerd's adaptors do.
+    """
+
+    def get(path: Sequence[str]) -> tuple[str, bool]:
+        if not path:
+            return "", False
+        if path[0] == "labels" and labels is not None:
+            if len(path) < 2:
+                return "", False
+            key = ".".join(path[1:])
+            return (labels[key], True) if key in labels else ("", False)
+        value: object = fields
+        for part in path:
+            if not isinstance(value, Mapping) or part not in value:
+                return "", False
+            value = value[part]
+        if value is None or value == "" or isinstance(value, Mapping):
+            return "", False
+        return str(value), True
+
+    return get
