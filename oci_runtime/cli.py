@@ -230,7 +230,7 @@ COMMAND_TABLE = {
 def _runtime(args: types.SimpleNamespace) -> Any:
     from oci_runtime.container import Runtime
 
-    return Runtime(args.root)
+    return Runtime(args.root, warn=args.logger.warning)
 
 
 def _create(args: types.SimpleNamespace, rt: Any) -> Any:
@@ -658,9 +658,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pyrunc: unknown log format {args.log_format!r}", file=sys.stderr)
         return 2
     log = Logger(args.log, args.log_format, args.debug)
-    from oci_runtime import container
-
-    container._warn_sink.append(log.warning)
+    args.logger = log
     log.debug(f"{args.command} {getattr(args, 'id', '')}")
     try:
         return COMMANDS[args.command](args)

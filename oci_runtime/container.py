@@ -24,6 +24,7 @@ from oci_runtime.state import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Callable
     from pathlib import Path
     from typing import Any
 
@@ -93,9 +94,16 @@ class CreateOptions:
 
 
 class Runtime:
-    def __init__(self, root: str | Path, sys: Syscalls | None = None) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        sys: Syscalls | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
         self.store = Store(root)
         self._sys = sys
+        # Hook failures the spec says to only warn about (poststart, poststop) go here.
+        self.warn = warn or (lambda msg: None)
 
     @property
     def sys(self) -> Syscalls:
@@ -131,7 +139,7 @@ class Runtime:
             run_hooks(kind, self.spec_of(st).hooks.get(kind, ()), st.oci(status))
         except HookError as e:
             # The spec asks for a warning only: the container is already running or gone.
-            log_warning(str(e))
+            self.warn(str(e))
 
     def status(self, st: State) -> Status:
         if not init_alive(st):
@@ -493,11 +501,3 @@ def _wait_exit(st: State) -> None:
         if proc_start_time(st.init_pid) != st.init_start:
             return
         time.sleep(0.005)
-
-
-_warn_sink: list[Any] = []
-
-
-def log_warning(msg: str) -> None:
-    for sink in _warn_sink:
-        sink(msg)

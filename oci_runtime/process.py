@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from oci_runtime import identity
-from oci_runtime.hooks import run_hooks
 from oci_runtime.linux import flags as F
 from oci_runtime.linux.syscalls import Syscalls
 from oci_runtime.spec import Process, Spec
@@ -350,7 +349,3 @@ def exec_process(
 
         sc.load(seccomp)
     os.execve(path, list(proc.args), env)
-
-
-def hook_runner(kind: str, spec: Spec, state: dict[str, Any]) -> None:
-    run_hooks(kind, spec.hooks.get(kind, ()), state)

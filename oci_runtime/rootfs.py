@@ -419,7 +419,3 @@ def _unescape(s: str) -> str:
     return (
         s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
     )
-
-
-def resolve_in_root(root: str, name: str) -> str:
-    return secure_join(root, name)
