@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 
 from containerd_py.api.services.containers.v1 import containers_pb2_grpc
 from containerd_py.api.services.content.v1 import content_pb2_grpc
@@ -213,3 +214,12 @@ def _host_arch() -> str:
     from containerd_py.images.platforms import host_platform
 
     return host_platform().architecture
+
+
+# Shared by the test_services_* modules; their `stack` fixture is in tests/unit/conftest.py.
+def code(call, *args, **kwargs) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as e:
+        result = call(*args, **kwargs)
+        if hasattr(result, "__iter__") and not hasattr(result, "ListFields"):
+            list(result)
+    return e.value.code()

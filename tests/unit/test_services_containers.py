@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -16,31 +14,14 @@ from containerd_py.api.services.containers.v1 import containers_pb2_grpc
 from containerd_py.metadata.containers import ContainerStore
 from containerd_py.oci_spec import SPEC_TYPE_URL
 from containerd_py.services.containers import ContainersService
-from tests.unit.services_stack import Stack, md
+from tests.unit.services_stack import Stack, code, md
 
 SPEC = json.dumps({"ociVersion": "1.1.0", "process": {"args": ["sh"]}}).encode()
 
 
 @pytest.fixture
-def stack(short_tmp: Path) -> Iterator[Stack]:
-    s = Stack(short_tmp)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-@pytest.fixture
 def ctr(stack: Stack) -> containers_pb2_grpc.ContainersStub:
     return stack.stub(containers_pb2_grpc.ContainersStub)
-
-
-def code(call, *args, **kwargs) -> grpc.StatusCode:
-    with pytest.raises(grpc.RpcError) as e:
-        result = call(*args, **kwargs)
-        if hasattr(result, "__iter__") and not hasattr(result, "ListFields"):
-            list(result)
-    return e.value.code()
 
 
 def container(cid: str = "c1", **kw) -> pb.Container:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
@@ -14,19 +12,10 @@ import pytest
 from containerd_py.api.services.content.v1 import content_pb2 as pb
 from containerd_py.api.services.content.v1 import content_pb2_grpc
 from containerd_py.api.services.leases.v1 import leases_pb2, leases_pb2_grpc
-from tests.unit.services_stack import Stack, md
+from tests.unit.services_stack import Stack, code, md
 
 DATA = b"hello content\n" * 1000
 DIGEST = "sha256:" + hashlib.sha256(DATA).hexdigest()
-
-
-@pytest.fixture
-def stack(short_tmp: Path) -> Iterator[Stack]:
-    s = Stack(short_tmp)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 @pytest.fixture
@@ -58,14 +47,6 @@ def write(
         ),
     ]
     return list(stub.Write(iter(reqs), metadata=md(ns, lease)))
-
-
-def code(call, *args, **kwargs) -> grpc.StatusCode:
-    with pytest.raises(grpc.RpcError) as e:
-        result = call(*args, **kwargs)
-        if hasattr(result, "__iter__") and not hasattr(result, "ListFields"):
-            list(result)
-    return e.value.code()
 
 
 def test_write_read_info_list_delete(content: content_pb2_grpc.ContentStub, stack: Stack) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -21,7 +20,13 @@ from containerd_py.api.types.v1 import descriptor_pb2
 from containerd_py.unpack import chain_ids, gc_label
 from mkimage import build_image, write_docker_archive, write_oci_archive
 from mkimage.busybox import DEFAULT_BUSYBOX
-from tests.unit.services_stack import Stack, layer_tar, md, oci_layout_tar
+from tests.unit.services_stack import (
+    Stack,
+    code,
+    layer_tar,
+    md,
+    oci_layout_tar,
+)
 
 needs_busybox = pytest.mark.skipif(
     not DEFAULT_BUSYBOX.exists(), reason="needs /bin/busybox (Debian package busybox-static)"
@@ -30,25 +35,8 @@ BUSYBOX = "docker.io/library/busybox:latest"
 
 
 @pytest.fixture
-def stack(short_tmp: Path) -> Iterator[Stack]:
-    s = Stack(short_tmp)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-@pytest.fixture
 def images(stack: Stack) -> images_pb2_grpc.ImagesStub:
     return stack.stub(images_pb2_grpc.ImagesStub)
-
-
-def code(call, *args, **kwargs) -> grpc.StatusCode:
-    with pytest.raises(grpc.RpcError) as e:
-        result = call(*args, **kwargs)
-        if hasattr(result, "__iter__") and not hasattr(result, "ListFields"):
-            list(result)
-    return e.value.code()
 
 
 def import_bytes(

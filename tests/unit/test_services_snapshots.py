@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -12,29 +11,12 @@ from containerd_py.api.services.leases.v1 import leases_pb2, leases_pb2_grpc
 from containerd_py.api.services.snapshots.v1 import snapshots_pb2 as pb
 from containerd_py.api.services.snapshots.v1 import snapshots_pb2_grpc
 from containerd_py.services.snapshots import Snapshotters
-from tests.unit.services_stack import Stack, md
-
-
-@pytest.fixture
-def stack(short_tmp: Path) -> Iterator[Stack]:
-    s = Stack(short_tmp)
-    try:
-        yield s
-    finally:
-        s.close()
+from tests.unit.services_stack import Stack, code, md
 
 
 @pytest.fixture
 def sn(stack: Stack) -> snapshots_pb2_grpc.SnapshotsStub:
     return stack.stub(snapshots_pb2_grpc.SnapshotsStub)
-
-
-def code(call, *args, **kwargs) -> grpc.StatusCode:
-    with pytest.raises(grpc.RpcError) as e:
-        result = call(*args, **kwargs)
-        if hasattr(result, "__iter__") and not hasattr(result, "ListFields"):
-            list(result)
-    return e.value.code()
 
 
 def names(sn: snapshots_pb2_grpc.SnapshotsStub, ns: str = "default", *filters: str) -> list:
