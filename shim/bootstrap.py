@@ -401,7 +401,12 @@ def spawn_shim(
             return proc.pid
         if line is not None and line.startswith("error "):
             raise BootstrapError(line[len("error ") :])
-        code = proc.poll()
+        # End of file on the pipe usually means the child is exiting: give it a moment to
+        # be reaped, so the message carries its exit code rather than a guess.
+        try:
+            code = proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            code = None
         why = f"exited with {code}" if code is not None else "closed its ready pipe"
         tail = _log_tail(log_path)
         raise BootstrapError(f"the shim {why} before it was ready" + (f": {tail}" if tail else ""))
