@@ -15,7 +15,10 @@ Threads: grpc runs each call on a worker thread. Wait and Attach hold theirs unt
 process exits or the client goes (they check every second whether the client is still
 there, so a daemon that restarted and waits again does not leak threads). One small thread
 per process waits for its exit to publish TaskExit, after the core has written the exit
-file; Delete joins it, so TaskExit is always forwarded before TaskDelete.
+file; Delete joins it, so TaskExit is always forwarded before TaskDelete. That thread also
+takes the process's start gate (`Task.start_gate`), which Start holds until its own event
+is queued: a process that exits at once is told started, then exited, never the reverse.
+(Wait may answer before the start event is out: it reports the exit, not the events.)
 
 Idle exit: a shim whose tasks are all gone (deleted, or never created) and that nobody has
 called for a while exits by itself (`idle_for`, used by shim/server.py): the daemon may
@@ -299,6 +302,15 @@ class Task:
         self.stdin_once = stdin_once
         self.oom: OOMWatcher | None = None
         self.exit_watchers: dict[str, threading.Thread] = {}  # exec id ("" = init)
+        self._start_gates: dict[str, threading.Lock] = {}
+        self._gates_lock = threading.Lock()
+
+    def start_gate(self, exec_id: str) -> threading.Lock:
+        """Held by Start from the runtime call until its event is queued, and taken by the
+        exit watcher before it queues the exit: a process that exits at once cannot have
+        its exit told before its start (containerd's shim holds such exits likewise)."""
+        with self._gates_lock:
+            return self._start_gates.setdefault(exec_id, threading.Lock())
 
 
 class TaskService(shim_pb2_grpc.TaskServicer):
@@ -361,17 +373,18 @@ class TaskService(shim_pb2_grpc.TaskServicer):
                 status, at = proc.wait()
             except (StateTransitionError, RuntimeError):
                 return
-            self._publish(
-                topics.TASK_EXIT,
-                events.TaskExit(
-                    container_id=task.id,
-                    id=exec_id or task.id,
-                    pid=proc.pid,
-                    exit_status=status,
-                    exited_at=_ts(at),
-                ),
-                at,
-            )
+            with task.start_gate(exec_id):
+                self._publish(
+                    topics.TASK_EXIT,
+                    events.TaskExit(
+                        container_id=task.id,
+                        id=exec_id or task.id,
+                        pid=proc.pid,
+                        exit_status=status,
+                        exited_at=_ts(at),
+                    ),
+                    at,
+                )
 
         t = threading.Thread(target=run, name=f"shim-exit-{exec_id or task.id}", daemon=True)
         task.exit_watchers[exec_id] = t
@@ -516,15 +529,19 @@ class TaskService(shim_pb2_grpc.TaskServicer):
     def Start(self, request: pb.StartRequest, context: grpc.ServicerContext) -> Any:
         task = self._task(request.id)
         p = self._process(task, request.exec_id)
-        p.start()
+        with task.start_gate(request.exec_id):
+            p.start()
+            if request.exec_id:
+                self._publish(
+                    topics.TASK_EXEC_STARTED,
+                    events.TaskExecStarted(
+                        container_id=task.id, exec_id=request.exec_id, pid=p.pid
+                    ),
+                )
+            else:
+                self._publish(topics.TASK_START, events.TaskStart(container_id=task.id, pid=p.pid))
         if request.exec_id:
-            self._publish(
-                topics.TASK_EXEC_STARTED,
-                events.TaskExecStarted(container_id=task.id, exec_id=request.exec_id, pid=p.pid),
-            )
             self._watch_exit(task, p, request.exec_id)
-        else:
-            self._publish(topics.TASK_START, events.TaskStart(container_id=task.id, pid=p.pid))
         return pb.StartResponse(pid=p.pid)
 
     @unary
