@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     from google.protobuf.timestamp_pb2 import Timestamp
 
     from shim.logs import LogWriter
+    from shim.metrics import TaskCgroup
     from shim.publisher import OOMWatcher, Publisher
     from shim.reaper import Reaper
 
@@ -271,10 +272,11 @@ def stats_from_runtime(data: dict[str, Any]) -> metrics_pb2.Stats:
     ):
         for entry in blkio.get(key) or ():
             op = str(entry.get("op", "")).lower()
+            value = _u64(entry.get("value"))  # runc leaves out a zero value (omitempty)
             if op == "read":
-                setattr(s.blkio, read_field, getattr(s.blkio, read_field) + _u64(entry["value"]))
+                setattr(s.blkio, read_field, getattr(s.blkio, read_field) + value)
             elif op == "write":
-                setattr(s.blkio, write_field, getattr(s.blkio, write_field) + _u64(entry["value"]))
+                setattr(s.blkio, write_field, getattr(s.blkio, write_field) + value)
     return s
 
 
@@ -301,6 +303,11 @@ class Task:
         self.mounted = mounted
         self.stdin_once = stdin_once
         self.oom: OOMWatcher | None = None
+        # Where Stats reads the counters: config.json's linux part and the runtime's cgroup
+        # driver, kept from Create; the cgroup itself is found on the first Stats.
+        self.linux_config: dict[str, Any] = {}
+        self.systemd_cgroup = False
+        self.cgroup: TaskCgroup | None = None
         self.exit_watchers: dict[str, threading.Thread] = {}  # exec id ("" = init)
         self._start_gates: dict[str, threading.Lock] = {}
         self._gates_lock = threading.Lock()
@@ -492,6 +499,9 @@ class TaskService(shim_pb2_grpc.TaskServicer):
             mounted=mounted,
             stdin_once=request.stdin_once,
         )
+        linux = config.get("linux")
+        task.linux_config = linux if isinstance(linux, dict) else {}
+        task.systemd_cgroup = bool(opts.systemd_cgroup)
         with self._lock:
             self.tasks[request.id] = task
         self._publish(
@@ -735,10 +745,25 @@ class TaskService(shim_pb2_grpc.TaskServicer):
         task = self._task(request.id)
         if task.init.state not in (State.RUNNING, State.PAUSED, State.CREATED):
             raise FailedPrecondition(f"stats: task {task.id} is not running")
-        stats = stats_from_runtime(task.init.runtime.stats(task.id))
+        data = self._cgroup_stats(task)
+        if data is None:  # no cgroup of its own that we can read: the runtime knows
+            data = task.init.runtime.stats(task.id)
+        stats = stats_from_runtime(data)
         if task.oom is not None:
             stats.memory.oom_kills = task.oom.oom_kills()
         return pb.StatsResponse(stats=stats)
+
+    @staticmethod
+    def _cgroup_stats(task: Task) -> dict[str, Any] | None:
+        """The counters read from the task's cgroup files (shim/metrics.py), or None."""
+        from shim import metrics
+
+        cg = task.cgroup
+        if cg is None or not cg.exists():
+            cg = task.cgroup = metrics.locate(
+                {"linux": task.linux_config}, task.init.pid, systemd=task.systemd_cgroup
+            )
+        return None if cg is None else cg.stats()
 
     @unary
     def Checkpoint(self, request: pb.CheckpointRequest, context: grpc.ServicerContext) -> Any:
