@@ -6,10 +6,14 @@ happened while the daemon was down is still answered by Wait, the shim keeps it 
 Delete) and records the exit. The shim itself publishes the task events (create, start,
 exit, delete) through the daemon's Forward endpoint; the daemon publishes only what the
 shim cannot: TaskExit and TaskDelete for a shim that died (STYLE.md §2, §7).
+
+When a task goes, the cgroup parent `/<namespace>` it leaves is removed if empty
+(runtime/cgroup_parent.py has the rules); creates in the namespace hold it off meanwhile.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -28,6 +32,7 @@ from containerd_py.api.events.v1 import task_pb2 as events
 from containerd_py.api.runtime.task.v1 import shim_pb2
 from containerd_py.events import topics
 from containerd_py.events.exchange import Publisher
+from containerd_py.runtime import cgroup_parent
 from containerd_py.runtime.bundle import Bundle, existing
 from containerd_py.runtime.shim_manager import ShimConnection, ShimManager
 
@@ -96,6 +101,10 @@ class TaskManager:
         # Serialises create/delete of one id against another of the same id.
         self._busy: set[tuple[str, str]] = set()
         self._closed = threading.Event()
+        # Creates in flight per namespace: while any, its cgroup parent stays (the
+        # runtime's mkdir of `<parent>/<id>` must find the parent it just saw).
+        self._cgroup_lock = threading.Lock()
+        self._creating_in: dict[str, int] = {}
         # Whether a container record exists (set by the Tasks service): for sweeping logs.
         self.has_container: Callable[[str, str], bool] | None = None
 
@@ -160,9 +169,17 @@ class TaskManager:
             if key in self._tasks or key in self._busy:
                 raise errdefs.AlreadyExists(f"container {task_id!r} already has a task")
             self._busy.add(key)
+        with self._cgroup_lock:
+            self._creating_in[namespace] = self._creating_in.get(namespace, 0) + 1
         try:
             return self._create(namespace, task_id, spec, request)
         finally:
+            with self._cgroup_lock:
+                left = self._creating_in[namespace] - 1
+                if left:
+                    self._creating_in[namespace] = left
+                else:
+                    del self._creating_in[namespace]
             with self._lock:
                 self._busy.discard(key)
 
@@ -197,7 +214,7 @@ class TaskManager:
             # Nothing half-made: the shim goes, and `shim delete` undoes mounts and state.
             self._shutdown(task)
             self.shims.delete_dead(bundle)
-            bundle.remove()
+            self._remove_bundle(bundle, creating=True)
             raise
         self._register(task)
         return task
@@ -219,7 +236,7 @@ class TaskManager:
         # report the task a second time.
         self._forget(task)
         self._shutdown(task)
-        task.bundle.remove()
+        self._remove_bundle(task.bundle)
         return ex
 
     def _shutdown(self, task: Task) -> None:
@@ -232,6 +249,26 @@ class TaskManager:
         while task.conn.alive() and time.monotonic() < deadline:
             time.sleep(0.02)
         task.conn.close()
+
+    def _remove_bundle(self, bundle: Bundle, *, creating: bool = False) -> None:
+        """The bundle of a task that is gone, and then its namespace's cgroup parent if
+        that is now empty and ours to remove (runtime/cgroup_parent.py). creating: called
+        by a failed create, which is one of the creates in flight."""
+        try:
+            spec = json.loads((bundle.path / "config.json").read_bytes())
+            path = spec["linux"]["cgroupsPath"]
+        except (OSError, ValueError, TypeError, KeyError):
+            path = None
+        bundle.remove()
+        parent = cgroup_parent.default_parent(path, bundle.namespace, bundle.id)
+        if parent is None:
+            return
+        with self._cgroup_lock:
+            if self._creating_in.get(bundle.namespace, 0) > int(creating):
+                return  # the create in flight needs it; the last task to go removes it
+            removed = cgroup_parent.remove_if_empty(parent)
+        if removed:
+            log.debug("removed the empty cgroup parent %s (%d hierarchies)", parent, len(removed))
 
     def _forget(self, task: Task) -> None:
         task.gone = True
@@ -286,7 +323,7 @@ class TaskManager:
             task.exit = Exit(pid or task.pid, status, exited_at)
         task.exited.set()
         self._publish_gone(task.namespace, task.id, pid or task.pid, status, exited_at)
-        task.bundle.remove()
+        self._remove_bundle(task.bundle)
         log.info("task %s/%s: shim gone, reported exit %d", task.namespace, task.id, status)
 
     def _publish_gone(
@@ -346,7 +383,7 @@ class TaskManager:
                 )
                 self._shutdown(task)
                 self.shims.delete_dead(bundle)
-                bundle.remove()
+                self._remove_bundle(bundle)
                 return
             except errdefs.PyContainerdError as e:
                 log.warning("task %s/%s: shim unreachable (%s)", bundle.namespace, bundle.id, e)
@@ -363,7 +400,7 @@ class TaskManager:
         self._publish_gone(
             bundle.namespace, bundle.id, pid, status, timestamp(exited_ns or time.time_ns())
         )
-        bundle.remove()
+        self._remove_bundle(bundle)
         log.info("task %s/%s: shim gone, reported exit %d", bundle.namespace, bundle.id, status)
 
     def close(self) -> None:
