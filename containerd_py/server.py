@@ -205,6 +205,7 @@ class Server:
         self.exchange.close()
         if self.deps is not None and self.deps.tasks is not None:
             self.deps.tasks.close()  # stop watching; the shims keep running
+            self.deps.tasks.shims.close()  # the template only: shims are not its children
         if self._grpc is not None:
             self._grpc.stop(grace).wait(grace + 5)
         self._release()

@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="pycontainerd-shim",
         description="The per-container shim of pycontainerd (start, delete; serve is internal).",
     )
-    p.add_argument("action", choices=["start", "serve", "delete"])
+    p.add_argument("action", choices=["start", "serve", "delete", "template"])
     p.add_argument("-n", "--namespace", default="", help="the task's namespace")
     p.add_argument("--id", default="", help="the task (container) id")
     p.add_argument("--bundle", default="", help="the bundle dir (default: the cwd)")
@@ -54,7 +54,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="start: seconds to wait for the shim to be ready (default 20)",
     )
-    # serve only (start passes them):
+    p.add_argument(
+        "--template",
+        default="",
+        help="start: fork the shim from the template serving this socket, if one answers",
+    )
+    # serve and template only (start passes them):
     p.add_argument("--socket", default="", help=argparse.SUPPRESS)
     p.add_argument("--ready-fd", dest="ready_fd", type=int, default=None, help=argparse.SUPPRESS)
     return p
@@ -66,6 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from shim.server import serve
 
         return serve(args)
+    if args.action == "template":
+        from shim.template import serve_template
+
+        if not args.socket:
+            print("pycontainerd-shim template: --socket is required", file=sys.stderr)
+            return 2
+        return serve_template(args.socket, -1 if args.ready_fd is None else args.ready_fd)
     from shim.bootstrap import BootstrapError, delete_main, start_main
 
     try:

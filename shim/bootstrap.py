@@ -46,7 +46,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from typing import Any
 
 TASK_API_VERSION = 1
@@ -72,6 +72,7 @@ class Params:
         "log_level",
         "namespace",
         "socket_dir",
+        "template",
     )
 
     def __init__(
@@ -84,6 +85,7 @@ class Params:
         daemon_version: str = "",
         log_level: str = "",
         idle_timeout: float | None = None,
+        template: str = "",
     ) -> None:
         self.id = id
         self.namespace = namespace
@@ -93,6 +95,7 @@ class Params:
         self.daemon_version = daemon_version
         self.log_level = log_level
         self.idle_timeout = idle_timeout
+        self.template = template
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
@@ -350,6 +353,101 @@ def _kill_child(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
+def _open_log(path: str) -> int:
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    except OSError as e:
+        raise BootstrapError(f"cannot open {path}: {e.strerror}") from None
+
+
+def _await_ready(
+    r: int, log_path: str, timeout: float, exit_code: Callable[[float], int | None]
+) -> str:
+    """Wait for "ready" on r (see the table above): the line; BootstrapError with the
+    reason if the child failed. exit_code(timeout) is the child's exit status, if it can
+    be known."""
+    try:
+        line = _read_ready(r, timeout)
+    except TimeoutError:
+        raise BootstrapError(
+            f"the shim did not become ready within {timeout:g}s"
+            + (f": {tail}" if (tail := _log_tail(log_path)) else "")
+        ) from None
+    if line is not None and line.startswith("ready"):
+        return line
+    if line is not None and line.startswith("error "):
+        raise BootstrapError(line[len("error ") :])
+    # End of file on the pipe usually means the child is exiting: give it a moment to be
+    # reaped, so the message carries its exit code rather than a guess.
+    code = exit_code(1.0)
+    why = f"exited with {code}" if code is not None else "closed its ready pipe"
+    tail = _log_tail(log_path)
+    raise BootstrapError(f"the shim {why} before it was ready" + (f": {tail}" if tail else ""))
+
+
+def spawn_detached(
+    argv_for: Callable[[int], Sequence[str]],
+    *,
+    cwd: str,
+    log_path: str,
+    env: Mapping[str, str],
+    timeout: float,
+    forks: bool = False,
+) -> int:
+    """Run argv_for(ready fd) in a session of its own, stdout/stderr to log_path, and wait
+    until it says ready; its pid. On failure it is killed and BootstrapError raised.
+
+    forks: the command forks, its parent exits at once and the child says "ready <pid>":
+    the parent is reaped here and the child's pid returned (so the caller, which may be a
+    daemon, is not left the child's parent)."""
+    r, w = os.pipe()  # both close-on-exec; pass_fds makes w (only) inherited
+    try:
+        log_fd = _open_log(log_path)
+    except BootstrapError:
+        os.close(r)
+        os.close(w)
+        raise
+    try:
+        proc = subprocess.Popen(
+            list(argv_for(w)),
+            stdin=subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=log_fd,
+            cwd=cwd,
+            env=dict(env),
+            close_fds=True,
+            pass_fds=(w,),
+            start_new_session=True,
+        )
+    except OSError as e:
+        os.close(r)
+        raise BootstrapError(f"cannot run the shim: {e}") from None
+    finally:
+        os.close(w)  # the child's copy is the only writer left: EOF means it is gone
+        os.close(log_fd)
+
+    def exit_code(wait: float) -> int | None:
+        try:
+            return proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            return None
+
+    try:
+        line = _await_ready(r, log_path, timeout, exit_code)
+        if not forks:
+            return proc.pid
+        try:
+            proc.wait(timeout)
+            return int(line.split()[1])
+        except (subprocess.TimeoutExpired, IndexError, ValueError):
+            raise BootstrapError(f"the shim template said {line!r}") from None
+    except BaseException:
+        _kill_child(proc)
+        raise
+    finally:
+        os.close(r)
+
+
 def spawn_shim(
     p: Params,
     sock: str,
@@ -362,63 +460,106 @@ def spawn_shim(
     argv replaces the serve command line (tests: a stand-in that misbehaves); the ready
     fd number is appended to it.
     """
-    r, w = os.pipe()  # both close-on-exec; pass_fds makes w (only) inherited
-    log_path = os.path.join(p.bundle, "shim.log")
     try:
-        log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
-    except OSError as e:
+        return spawn_detached(
+            (lambda fd: serve_argv(p, sock, fd)) if argv is None else (lambda fd: [*argv, str(fd)]),
+            cwd=p.bundle,
+            log_path=os.path.join(p.bundle, "shim.log"),
+            env=serve_env(p),
+            timeout=timeout,
+        )
+    except BaseException:
+        _unlink(sock)
+        raise
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def fork_from_template(p: Params, sock: str, *, timeout: float = READY_TIMEOUT) -> int:
+    """Have the template at p.template fork the shim; its pid once it is ready.
+    TemplateError if no template answers (the caller then starts one by exec)."""
+    from shim.template import request_shim
+
+    params: dict[str, Any] = {
+        "namespace": p.namespace,
+        "id": p.id,
+        "bundle": p.bundle,
+        "socket": sock,
+        "socket_dir": p.socket_dir,
+        "address": p.daemon_address,
+        "log_level": p.log_level,
+        "idle_timeout": p.idle_timeout,
+    }
+    log_path = os.path.join(p.bundle, "shim.log")
+    r, w = os.pipe()
+    try:
+        log_fd = _open_log(log_path)
+    except BootstrapError:
         os.close(r)
         os.close(w)
-        raise BootstrapError(f"cannot open {log_path}: {e.strerror}") from None
-    cmd = serve_argv(p, sock, w) if argv is None else [*argv, str(w)]
+        raise
     try:
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log_fd,
-            stderr=log_fd,
-            cwd=p.bundle,
-            env=serve_env(p),
-            close_fds=True,
-            pass_fds=(w,),
-            start_new_session=True,
-        )
-    except OSError as e:
+        pid = request_shim(p.template, params, w, log_fd)
+    except BaseException:
         os.close(r)
-        raise BootstrapError(f"cannot run the shim: {e}") from None
+        raise
     finally:
-        os.close(w)  # the child's copy is the only writer left: EOF means it is gone
+        os.close(w)
         os.close(log_fd)
     try:
-        try:
-            line = _read_ready(r, timeout)
-        except TimeoutError:
-            raise BootstrapError(
-                f"the shim did not become ready within {timeout:g}s"
-                + (f": {tail}" if (tail := _log_tail(log_path)) else "")
-            ) from None
-        if line is not None and line.startswith("ready"):
-            return proc.pid
-        if line is not None and line.startswith("error "):
-            raise BootstrapError(line[len("error ") :])
-        # End of file on the pipe usually means the child is exiting: give it a moment to
-        # be reaped, so the message carries its exit code rather than a guess.
-        try:
-            code = proc.wait(timeout=1.0)
-        except subprocess.TimeoutExpired:
-            code = None
-        why = f"exited with {code}" if code is not None else "closed its ready pipe"
-        tail = _log_tail(log_path)
-        raise BootstrapError(f"the shim {why} before it was ready" + (f": {tail}" if tail else ""))
+        _await_ready(r, log_path, timeout, lambda wait: None)
+        return pid
     except BaseException:
-        _kill_child(proc)
-        try:
-            os.unlink(sock)
-        except FileNotFoundError:
-            pass
+        # Not our child: it leads its own session (the template's child made it), so
+        # killing the group reaches whatever it started.
+        for target in (
+            lambda: os.killpg(pid, signal.SIGKILL),
+            lambda: os.kill(pid, signal.SIGKILL),
+        ):
+            try:
+                target()
+            except OSError:
+                pass
+        _unlink(sock)
         raise
     finally:
         os.close(r)
+
+
+def template_argv(path: str, ready_fd: int) -> list[str]:
+    return [
+        sys.executable,
+        "-S",
+        "-m",
+        "shim",
+        "template",
+        "--socket",
+        path,
+        "--ready-fd",
+        str(ready_fd),
+    ]
+
+
+def start_template(socket_dir: str, *, timeout: float = READY_TIMEOUT) -> int:
+    """Start a shim template serving `<socket_dir>/template`, detached; its pid.
+    Logs go to `<socket_dir>/template.log`."""
+    from shim.template import socket_of
+
+    os.makedirs(socket_dir, 0o711, exist_ok=True)
+    p = Params(bundle=_tree_root())
+    return spawn_detached(
+        lambda fd: template_argv(socket_of(socket_dir), fd),
+        cwd=_tree_root(),
+        log_path=os.path.join(socket_dir, "template.log"),
+        env=serve_env(p),
+        timeout=timeout,
+        forks=True,
+    )
 
 
 def start(
@@ -426,8 +567,14 @@ def start(
     *,
     timeout: float = READY_TIMEOUT,
     argv: Sequence[str] | None = None,
+    exec_fallback: bool = True,
 ) -> tuple[str, int]:
-    """(address, shim pid) of the task's shim, spawned unless one already serves it."""
+    """(address, shim pid) of the task's shim, spawned unless one already serves it.
+
+    With p.template, the template there forks it; when none answers, the shim is started
+    by exec, unless exec_fallback is False: then TemplateError (a caller running this
+    in-process must not become the shim's parent; it runs `shim start` instead).
+    """
     from shim.manager import write_atomic
 
     p.validate()
@@ -447,7 +594,18 @@ def start(
             os.unlink(sock)  # a dead shim's socket: nobody listens
         except FileNotFoundError:
             pass
-        pid = spawn_shim(p, sock, timeout=timeout, argv=argv)
+        pid = 0
+        if p.template and argv is None:
+            from shim.template import TemplateError
+
+            try:
+                pid = fork_from_template(p, sock, timeout=timeout)
+            except TemplateError:
+                if not exec_fallback:
+                    raise
+                pid = 0  # no template (or a broken one): start the shim by exec
+        if not pid:
+            pid = spawn_shim(p, sock, timeout=timeout, argv=argv)
         try:
             write_atomic(os.path.join(p.bundle, "address"), address.encode())
             write_atomic(os.path.join(p.bundle, "shim.pid"), str(pid).encode())
@@ -505,6 +663,8 @@ def params_from(args: Any, raw: bytes) -> Params:
         p.log_level = "debug"
     if getattr(args, "idle_timeout", None) is not None:
         p.idle_timeout = args.idle_timeout
+    if getattr(args, "template", None):
+        p.template = args.template
     return p
 
 

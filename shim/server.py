@@ -57,6 +57,8 @@ def _setup_logging(level: str) -> None:
         stream=sys.stderr,
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s shim[%(process)d] %(name)s: %(message)s",
+        # A shim forked from the template inherits its logging set-up: replace it.
+        force=True,
     )
 
 

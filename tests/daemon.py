@@ -22,6 +22,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 from containerd_py.client import Client
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,6 +184,25 @@ class Daemon:
             pass
         finally:
             self.kill9()
+            self.kill_shim_template()
+
+    def shim_template_pid(self) -> int | None:
+        """The pid of the shim template this daemon started (it outlives a kill -9)."""
+        try:
+            pid = int((self.state / "s" / "template.pid").read_text())
+            cmd = psutil.Process(pid).cmdline()
+        except (OSError, ValueError, psutil.Error):
+            return None
+        return pid if "template" in cmd and str(self.state) in " ".join(cmd) else None
+
+    def kill_shim_template(self) -> None:
+        pid = self.shim_template_pid()
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                psutil.Process(pid).wait(10)
+            except (OSError, psutil.Error):
+                pass
 
 
 @contextmanager
