@@ -1,9 +1,11 @@
 """What survives what (DESIGN.md): pycontainerd killed with -9 while tasks run, and a shim
 killed with -9.
 
-- Three tasks print numbered lines; the daemon is killed; one task exits with 7 while it
-  is down; after the restart the other two are RUNNING, the third shows exit 7 (the shim
-  kept it: level, not events), and every log holds every line exactly once.
+- Ten tasks: nine print numbered lines, the tenth a few and then waits; the daemon is
+  killed; the tenth is told to exit with 7 while the daemon is down, and the nine keep
+  logging meanwhile; after the restart the nine are RUNNING, the tenth shows exit 7 (the
+  shim kept it: level, not events), and every log holds every line exactly once (each
+  counter is stopped with SIGTERM and says where it stopped, so the last line is known).
 - A shim killed with -9: its task is reported exited (137, or the status it had recorded)
   with /tasks/exit and /tasks/delete, and its processes, rootfs mounts and cgroups are gone.
 """
@@ -31,8 +33,15 @@ pytestmark = [
 ]
 
 COUNT = "i=0; while :; do i=$((i+1)); echo $i; sleep 0.02; done"
-# Prints a few lines, then waits for the daemon to be gone (its socket), then exits 7.
-EXITS_WHILE_DOWN = "i=0; while [ $i -lt 5 ]; do i=$((i+1)); echo $i; done; sleep 1.5; exit 7"
+# COUNT that stops on SIGTERM saying how far it got. A trap runs between commands, and
+# `echo $((i+=1))` counts and prints in one, so "end N" means 1..N were all printed.
+COUNT_TO_TERM = "i=0; trap 'echo end $i; exit 0' TERM; while :; do echo $((i+=1)); sleep 0.02; done"
+# Prints 1..5, then waits for the test to create /go in its rootfs, then exits 7.
+EXITS_WHEN_TOLD = (
+    "i=0; while [ $i -lt 5 ]; do i=$((i+1)); echo $i; done; "
+    "while [ ! -e /go ]; do sleep 0.05; done; exit 7"
+)
+COUNTERS = [f"c{i}" for i in range(9)]
 
 
 def wait_for(cond, timeout: float = 20.0, what: str = "condition"):  # type: ignore[no-untyped-def]
@@ -80,36 +89,57 @@ def daemon(short_tmp: Path) -> Iterator[Daemon]:
         yield d
 
 
+def log_file_lines(d: Daemon, cid: str) -> list[str]:
+    """The json-file log as the shim wrote it, read from disk (the daemon may be down)."""
+    path = d.root / "logs" / "default" / f"{cid}.log"
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line)["log"] for line in text.splitlines() if line.endswith("}")]
+
+
 def test_daemon_kill9_tasks_survive_and_exits_are_kept(daemon: Daemon, runtime_name: str) -> None:
     with daemon.client() as client:
         tasks = client.tasks()
-        for cid, script in (("c1", COUNT), ("c2", COUNT), ("c3", EXITS_WHILE_DOWN)):
+        for cid, script in [*((c, COUNT_TO_TERM) for c in COUNTERS), ("x7", EXITS_WHEN_TOLD)]:
             client.new_container(cid, IMAGE, runtime=runtime_name, args=["sh", "-c", script])
             tasks.create(cid)
             tasks.start(cid)
-        pid3 = tasks.get("c3").pid
+        pid7 = tasks.get("x7").pid
+    wait_for(lambda: log_file_lines(daemon, "x7") == [f"{i}\n" for i in range(1, 6)], what="x7")
+    wait_for(lambda: all(log_file_lines(daemon, c) for c in COUNTERS), what="counters")
     daemon.kill9()
-    # c3 exits while nobody is there to hear it.
-    wait_for(lambda: not psutil.pid_exists(pid3), what="c3 to exit")
-    time.sleep(0.3)  # c1 and c2 keep writing their logs meanwhile
+    before = {c: len(log_file_lines(daemon, c)) for c in COUNTERS}
+    # x7 exits while nobody is there to hear it.
+    (bundle_of(daemon, "x7") / "rootfs" / "go").write_text("")
+    wait_for(lambda: not psutil.pid_exists(pid7), what="x7 to exit")
+    # The counters keep writing their logs meanwhile: the shims write them.
+    wait_for(
+        lambda: all(len(log_file_lines(daemon, c)) > before[c] + 2 for c in COUNTERS),
+        what="the logs to grow while the daemon is down",
+    )
     daemon.start()
     with daemon.client() as client:
         tasks = client.tasks()
         assert {t.container_id: t.status for t in tasks.list()} == {
-            "c1": "RUNNING",
-            "c2": "RUNNING",
-            "c3": "STOPPED",
+            **dict.fromkeys(COUNTERS, "RUNNING"),
+            "x7": "STOPPED",
         }
-        got = tasks.get("c3")
-        assert got.exit_status == 7
-        assert tasks.wait("c3", timeout=10).status == 7
-        assert numbers(client, "c3") == [1, 2, 3, 4, 5]
-        for cid in ("c1", "c2"):
-            tasks.kill(cid, signal.SIGKILL)
-            assert tasks.wait(cid, timeout=20).status == 137
-            seen = numbers(client, cid)
-            assert seen == list(range(1, len(seen) + 1)) and len(seen) > 10, seen[-5:]
-        for cid in ("c1", "c2", "c3"):
+        assert tasks.get("x7").exit_status == 7
+        assert tasks.wait("x7", timeout=10).status == 7
+        assert numbers(client, "x7") == [1, 2, 3, 4, 5]
+        for cid in COUNTERS:
+            tasks.kill(cid, signal.SIGTERM)
+        for cid in COUNTERS:
+            assert tasks.wait(cid, timeout=30).status == 0, cid
+            lines = [d.decode() for _, _, d in tasks.logs(cid)]
+            assert lines[-1].startswith("end "), (cid, lines[-3:])
+            last = int(lines[-1].split()[1])
+            assert last > before[cid], cid
+            # Every number once, in order, none missing, none doubled.
+            assert lines[:-1] == [f"{i}\n" for i in range(1, last + 1)], cid
+        for cid in [*COUNTERS, "x7"]:
             tasks.delete(cid)
             client.delete_container(cid)
     assert _bundles(daemon.state) == []
