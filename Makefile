@@ -2,10 +2,17 @@ PYTHON ?= python3
 
 .PHONY: install test test-unit lint bench proto proto-check image
 
+SCRIPTS = $$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+# pyctr's launcher needs the site-packages of these (python -S leaves site-packages out).
+PYCTR_PACKAGES = typer grpc google.protobuf
+
+# pip's console scripts for pyrunc and pyctr are replaced by fast launchers (python -IS,
+# no .pth files run, a fixed sys.path): see oci_runtime/launcher.py.
 install:
 	$(PYTHON) -m pip install -e '.[test]'
-	$(PYTHON) -m oci_runtime.launcher "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/pyrunc"
-	$(PYTHON) -m compileall -q oci_runtime mkimage
+	$(PYTHON) -m oci_runtime.launcher "$(SCRIPTS)/pyrunc"
+	$(PYTHON) -m oci_runtime.launcher "$(SCRIPTS)/pyctr" cli.ctr:main $(PYCTR_PACKAGES)
+	$(PYTHON) -m compileall -q oci_runtime mkimage cli containerd_py
 
 test:
 	$(PYTHON) -m pytest -q tests

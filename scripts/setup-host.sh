@@ -15,9 +15,12 @@ if [ -n "$missing" ]; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
-# Replace pip's console script for pyrunc with the fast launcher (python -S, no .pth files).
-python3 -m oci_runtime.launcher "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/pyrunc"
-python3 -m compileall -q oci_runtime mkimage >/dev/null
+# Replace pip's console scripts for pyrunc and pyctr with fast launchers (python -IS, no
+# .pth files run; pyctr's with the site-packages of typer, grpc and protobuf on its path).
+scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
+python3 -m oci_runtime.launcher "$scripts/pyrunc"
+python3 -m oci_runtime.launcher "$scripts/pyctr" cli.ctr:main typer grpc google.protobuf
+python3 -m compileall -q oci_runtime mkimage cli containerd_py >/dev/null
 
 # crun 1.8 refuses a hybrid cgroup layout while a controller (hugetlb on these hosts) is
 # still bound to the v2 mount. Give such a controller its own v1 hierarchy, as a v1 host has.
