@@ -18,45 +18,85 @@ which are the messages of `containerd_py.api.events.v1`).
 from __future__ import annotations
 
 import base64
+import importlib
 import io
 import json
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import grpc
-from google.protobuf import any_pb2, field_mask_pb2, json_format
-from google.protobuf.message import Message
+from google.protobuf import any_pb2, field_mask_pb2
 
 from containerd_py import errdefs
-from containerd_py.api.services.containers.v1 import containers_pb2, containers_pb2_grpc
-from containerd_py.api.services.content.v1 import content_pb2, content_pb2_grpc
-from containerd_py.api.services.events.v1 import events_pb2, events_pb2_grpc
-from containerd_py.api.services.images.v1 import images_pb2, images_pb2_grpc
-from containerd_py.api.services.introspection.v1 import (
-    introspection_pb2,
-    introspection_pb2_grpc,
-)
-from containerd_py.api.services.leases.v1 import leases_pb2, leases_pb2_grpc
-from containerd_py.api.services.namespaces.v1 import namespaces_pb2, namespaces_pb2_grpc
-from containerd_py.api.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
-from containerd_py.api.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
-from containerd_py.api.services.version.v1 import version_pb2, version_pb2_grpc
-from containerd_py.api.types.v1 import descriptor_pb2, platform_pb2
-from containerd_py.api.types.v1.event_pb2 import Envelope
 from containerd_py.config import DEFAULT_ADDRESS
-from containerd_py.events import topics  # noqa: F401  (registers every event payload type)
-from containerd_py.events.exchange import unpack
 from containerd_py.namespaces import DEFAULT as DEFAULT_NAMESPACE
 from containerd_py.namespaces import METADATA_KEY
 
 if TYPE_CHECKING:
+    from google.protobuf.message import Message
+
+    from containerd_py.api.services.containers.v1 import containers_pb2, containers_pb2_grpc
+    from containerd_py.api.services.content.v1 import content_pb2, content_pb2_grpc
+    from containerd_py.api.services.events.v1 import events_pb2, events_pb2_grpc
+    from containerd_py.api.services.images.v1 import images_pb2, images_pb2_grpc
+    from containerd_py.api.services.introspection.v1 import (
+        introspection_pb2,
+        introspection_pb2_grpc,
+    )
+    from containerd_py.api.services.leases.v1 import leases_pb2, leases_pb2_grpc
+    from containerd_py.api.services.namespaces.v1 import namespaces_pb2, namespaces_pb2_grpc
+    from containerd_py.api.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
+    from containerd_py.api.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
+    from containerd_py.api.services.version.v1 import version_pb2, version_pb2_grpc
+    from containerd_py.api.types.v1 import descriptor_pb2, platform_pb2
+    from containerd_py.api.types.v1.event_pb2 import Envelope
     from containerd_py.unpack import RootFS
+
+
+class _Generated:
+    """A generated module, imported when first used. One CLI process per command makes the
+    imports part of every command's cost: `pyctr version` needs 2 of the 10 services."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        value = getattr(importlib.import_module(self._name), attr)
+        setattr(self, attr, value)  # found directly from now on
+        return value
+
+
+if not TYPE_CHECKING:
+    _API = "containerd_py.api"
+    containers_pb2 = _Generated(f"{_API}.services.containers.v1.containers_pb2")
+    containers_pb2_grpc = _Generated(f"{_API}.services.containers.v1.containers_pb2_grpc")
+    content_pb2 = _Generated(f"{_API}.services.content.v1.content_pb2")
+    content_pb2_grpc = _Generated(f"{_API}.services.content.v1.content_pb2_grpc")
+    events_pb2 = _Generated(f"{_API}.services.events.v1.events_pb2")
+    events_pb2_grpc = _Generated(f"{_API}.services.events.v1.events_pb2_grpc")
+    images_pb2 = _Generated(f"{_API}.services.images.v1.images_pb2")
+    images_pb2_grpc = _Generated(f"{_API}.services.images.v1.images_pb2_grpc")
+    introspection_pb2 = _Generated(f"{_API}.services.introspection.v1.introspection_pb2")
+    introspection_pb2_grpc = _Generated(f"{_API}.services.introspection.v1.introspection_pb2_grpc")
+    leases_pb2 = _Generated(f"{_API}.services.leases.v1.leases_pb2")
+    leases_pb2_grpc = _Generated(f"{_API}.services.leases.v1.leases_pb2_grpc")
+    namespaces_pb2 = _Generated(f"{_API}.services.namespaces.v1.namespaces_pb2")
+    namespaces_pb2_grpc = _Generated(f"{_API}.services.namespaces.v1.namespaces_pb2_grpc")
+    snapshots_pb2 = _Generated(f"{_API}.services.snapshots.v1.snapshots_pb2")
+    snapshots_pb2_grpc = _Generated(f"{_API}.services.snapshots.v1.snapshots_pb2_grpc")
+    tasks_pb2 = _Generated(f"{_API}.services.tasks.v1.tasks_pb2")
+    tasks_pb2_grpc = _Generated(f"{_API}.services.tasks.v1.tasks_pb2_grpc")
+    version_pb2 = _Generated(f"{_API}.services.version.v1.version_pb2")
+    version_pb2_grpc = _Generated(f"{_API}.services.version.v1.version_pb2_grpc")
+    descriptor_pb2 = _Generated(f"{_API}.types.v1.descriptor_pb2")
+    platform_pb2 = _Generated(f"{_API}.types.v1.platform_pb2")
 
 DEFAULT_TIMEOUT = 10.0
 # Imports and exports move whole archives: their deadline is not the one of a quick call.
@@ -150,6 +190,9 @@ class Event:
 
     def payload(self) -> Message | None:
         """The decoded event (e.g. a `TaskExit`), or None when its type is unknown here."""
+        from containerd_py.events import topics  # noqa: F401  (registers every payload type)
+        from containerd_py.events.exchange import unpack
+
         return unpack(self.event)
 
     def payload_dict(self) -> dict[str, Any]:
@@ -160,6 +203,8 @@ class Event:
                 "type_url": self.event.type_url,
                 "value": base64.b64encode(self.event.value).decode(),
             }
+        from google.protobuf import json_format
+
         return json_format.MessageToDict(msg, preserving_proto_field_name=True)
 
 
@@ -195,16 +240,48 @@ class Client:
                 ("grpc.max_send_message_length", 16 << 20),
             ],
         )
-        self._version = version_pb2_grpc.VersionStub(self.channel)
-        self._introspection = introspection_pb2_grpc.IntrospectionStub(self.channel)
-        self._namespaces = namespaces_pb2_grpc.NamespacesStub(self.channel)
-        self._events = events_pb2_grpc.EventsStub(self.channel)
-        self._images = images_pb2_grpc.ImagesStub(self.channel)
-        self._content = content_pb2_grpc.ContentStub(self.channel)
-        self._snapshots = snapshots_pb2_grpc.SnapshotsStub(self.channel)
-        self._leases = leases_pb2_grpc.LeasesStub(self.channel)
-        self._containers = containers_pb2_grpc.ContainersStub(self.channel)
-        self._tasks = tasks_pb2_grpc.TasksStub(self.channel)
+
+    # The stubs, each made (and its service's modules imported) on first use.
+
+    @cached_property
+    def _version(self) -> Any:
+        return version_pb2_grpc.VersionStub(self.channel)
+
+    @cached_property
+    def _introspection(self) -> Any:
+        return introspection_pb2_grpc.IntrospectionStub(self.channel)
+
+    @cached_property
+    def _namespaces(self) -> Any:
+        return namespaces_pb2_grpc.NamespacesStub(self.channel)
+
+    @cached_property
+    def _events(self) -> Any:
+        return events_pb2_grpc.EventsStub(self.channel)
+
+    @cached_property
+    def _images(self) -> Any:
+        return images_pb2_grpc.ImagesStub(self.channel)
+
+    @cached_property
+    def _content(self) -> Any:
+        return content_pb2_grpc.ContentStub(self.channel)
+
+    @cached_property
+    def _snapshots(self) -> Any:
+        return snapshots_pb2_grpc.SnapshotsStub(self.channel)
+
+    @cached_property
+    def _leases(self) -> Any:
+        return leases_pb2_grpc.LeasesStub(self.channel)
+
+    @cached_property
+    def _containers(self) -> Any:
+        return containers_pb2_grpc.ContainersStub(self.channel)
+
+    @cached_property
+    def _tasks(self) -> Any:
+        return tasks_pb2_grpc.TasksStub(self.channel)
 
     def with_namespace(self, namespace: str) -> Client:
         """A client for another namespace over the same connection."""
@@ -410,10 +487,12 @@ class Client:
         args: Sequence[str] | None = None,
         env: Sequence[str] = (),
         terminal: bool = False,
+        spec_opts: Sequence[SpecOpt] = (),
     ) -> Container:
         """A container record for an unpacked image (containerd's `NewContainer` with
         `WithNewSnapshot` and `WithImageConfig`): an active snapshot `container_id` on the
-        image's top layer, and a spec from the image config and our default spec.
+        image's top layer, and a spec from the image config and our default spec, then
+        changed by each of `spec_opts` in turn (`with_cgroup`, `with_memory_limit`...).
 
         Made under a temporary lease, so a collection cannot take the snapshot before the
         record refers to it; an error leaves neither behind.
@@ -447,6 +526,8 @@ class Client:
             terminal=terminal,
             lookup=lookup,
         )
+        for opt in spec_opts:
+            opt(spec)
         record = Container(
             id=container_id,
             image=image.name,
@@ -473,6 +554,33 @@ class Client:
             # The collector the delete scheduled may get there first: NotFound is fine.
             with suppress(errdefs.NotFound):
                 self.snapshots(container.snapshotter).remove(container.snapshot_key)
+
+
+# A change to a container's spec while it is made (containerd's oci.SpecOpts).
+SpecOpt = Callable[[dict[str, Any]], None]
+
+
+def with_cgroup(path: str) -> SpecOpt:
+    """The task's cgroup path (linux.cgroupsPath); "" leaves it to the runtime's default."""
+
+    def opt(spec: dict[str, Any]) -> None:
+        linux = spec.setdefault("linux", {})
+        if path:
+            linux["cgroupsPath"] = path
+        else:
+            linux.pop("cgroupsPath", None)
+
+    return opt
+
+
+def with_memory_limit(limit: int) -> SpecOpt:
+    """The task's memory limit in bytes (linux.resources.memory.limit)."""
+
+    def opt(spec: dict[str, Any]) -> None:
+        resources = spec.setdefault("linux", {}).setdefault("resources", {})
+        resources.setdefault("memory", {})["limit"] = limit
+
+    return opt
 
 
 class NamespaceService:
@@ -687,11 +795,14 @@ class Container:
         return None if self.spec is None else json.loads(self.spec)
 
 
-_KIND_NAMES = {
-    snapshots_pb2.KIND_VIEW: "View",
-    snapshots_pb2.KIND_ACTIVE: "Active",
-    snapshots_pb2.KIND_COMMITTED: "Committed",
-}
+def _kind_name(kind: int) -> str:
+    """A snapshot kind as containerd spells it (the proto module is loaded by now)."""
+    names = {
+        snapshots_pb2.KIND_VIEW: "View",
+        snapshots_pb2.KIND_ACTIVE: "Active",
+        snapshots_pb2.KIND_COMMITTED: "Committed",
+    }
+    return names.get(kind, "Unknown")
 
 
 def _descriptor(d: descriptor_pb2.Descriptor) -> Descriptor:
@@ -723,7 +834,7 @@ def _status(s: content_pb2.Status) -> IngestStatus:
 def _snapshot(i: snapshots_pb2.Info) -> SnapshotInfo:
     return SnapshotInfo(
         i.name,
-        _KIND_NAMES.get(i.kind, "Unknown"),
+        _kind_name(i.kind),
         i.parent,
         dict(i.labels),
         _time(i.created_at),
