@@ -10,7 +10,6 @@ that talk to the daemon, so `pyctr --help` stays quick.
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import platform
@@ -22,14 +21,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli import output
-from cli.ctr_containers import containers_app
-from cli.ctr_content import content_app
-from cli.ctr_images import images_app
-from cli.ctr_leases import leases_app
+from cli import output, plain_params
 from cli.ctr_run import run
-from cli.ctr_snapshots import snapshots_app
-from cli.ctr_tasks import tasks_app
+from cli.lazy_group import LazyGroup, Sub
 from containerd_py import errdefs
 from containerd_py.config import DEFAULT_ADDRESS
 
@@ -40,8 +34,32 @@ PROG = "pyctr"
 DEFAULT_NAMESPACE = "default"
 NAMESPACE_ENV = "CONTAINERD_NAMESPACE"
 
+
+class CtrGroup(LazyGroup):
+    # The sub-apps (ctr's aliases hidden), imported when the command line reaches one.
+    subcommands = {
+        "namespaces": Sub("cli.ctr:namespaces_app"),
+        "namespace": Sub("cli.ctr:namespaces_app", hidden=True),
+        "ns": Sub("cli.ctr:namespaces_app", hidden=True),
+        "images": Sub("cli.ctr_images:images_app"),
+        "image": Sub("cli.ctr_images:images_app", hidden=True),
+        "i": Sub("cli.ctr_images:images_app", hidden=True),
+        "containers": Sub("cli.ctr_containers:containers_app"),
+        "container": Sub("cli.ctr_containers:containers_app", hidden=True),
+        "c": Sub("cli.ctr_containers:containers_app", hidden=True),
+        "snapshots": Sub("cli.ctr_snapshots:snapshots_app"),
+        "snapshot": Sub("cli.ctr_snapshots:snapshots_app", hidden=True),
+        "content": Sub("cli.ctr_content:content_app"),
+        "leases": Sub("cli.ctr_leases:leases_app"),
+        "tasks": Sub("cli.ctr_tasks:tasks_app"),
+        "task": Sub("cli.ctr_tasks:tasks_app", hidden=True),
+        "t": Sub("cli.ctr_tasks:tasks_app", hidden=True),
+    }
+
+
 app = typer.Typer(
     name=PROG,
+    cls=CtrGroup,
     help="pyctr: a ctr-like client for pycontainerd.",
     no_args_is_help=True,
     add_completion=False,
@@ -52,16 +70,6 @@ app = typer.Typer(
 namespaces_app = typer.Typer(
     help="Manage namespaces (alias: ns).", no_args_is_help=True, rich_markup_mode=None
 )
-app.add_typer(namespaces_app, name="namespaces")
-app.add_typer(namespaces_app, name="namespace", hidden=True)
-app.add_typer(namespaces_app, name="ns", hidden=True)
-app.add_typer(images_app, name="images")
-app.add_typer(containers_app, name="containers")
-app.add_typer(snapshots_app, name="snapshots")
-app.add_typer(content_app, name="content")
-app.add_typer(leases_app, name="leases")
-app.add_typer(tasks_app, name="tasks")
-app.add_typer(tasks_app, name="t", hidden=True)
 # Options end at the image: what follows is the command, with its own dashes.
 app.command("run", context_settings={"allow_interspersed_args": False})(run)
 
@@ -125,6 +133,8 @@ def parse_labels(args: list[str]) -> dict[str, str]:
 
 
 def _client_version() -> str:
+    import importlib.metadata  # ~13 ms: only for this command
+
     try:
         return importlib.metadata.version("pydocker-stack")
     except importlib.metadata.PackageNotFoundError:
@@ -268,6 +278,7 @@ _ClickException = _click_exception("ClickException")
 
 def main(argv: list[str] | None = None) -> int:
     """The pyctr command; returns (and as a script exits with) its status."""
+    plain_params.install()
     try:
         result = app(args=argv, prog_name=PROG, standalone_mode=False)
     except _UsageError as e:
@@ -305,4 +316,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    main()
+    # Under `python -m cli.ctr` this file runs as __main__ while the sub-apps import
+    # cli.ctr: run that module's main, so that there is one app and one CommandFailed.
+    from cli.ctr import main as ctr_main
+
+    ctr_main()

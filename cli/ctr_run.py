@@ -4,6 +4,7 @@ task's status (as `ctr run`).
     pyctr run --rm docker.io/library/busybox:latest hello sh -c 'echo hi; exit 7'
     pyctr run -d --runtime runc IMAGE web httpd -f        # detached: prints nothing
     pyctr run --rm -t IMAGE shell sh                     # a pty, the local tty raw
+    pyctr run --rm --cgroup /jobs/j1 IMAGE j1 true       # the task's cgroup path
 
 Order matters: Attach is set up before Start (the daemon answers the Attach headers once
 the shim subscribed to the output), so even the first byte of output is shown.
@@ -62,14 +63,25 @@ def run(
     snapshotter: Annotated[
         str, typer.Option("--snapshotter", envvar="CONTAINERD_SNAPSHOTTER")
     ] = "",
+    cgroup: Annotated[
+        str | None,
+        typer.Option(
+            "--cgroup",
+            help='Cgroup path of the task (linux.cgroupsPath); "" for the runtime\'s default.',
+        ),
+    ] = None,
 ) -> None:
     """Run a command in a new container."""
-    import json
-
     from cli.ctr import connect
+    from containerd_py.client import with_cgroup, with_memory_limit
 
+    opts = []
+    if memory_limit:
+        opts.append(with_memory_limit(_parse_size(memory_limit)))
+    if cgroup is not None:
+        opts.append(with_cgroup(cgroup))
     with connect(ctx) as client:
-        c = client.new_container(
+        client.new_container(
             container_id,
             image,
             snapshotter=snapshotter,
@@ -77,17 +89,10 @@ def run(
             args=command or None,
             env=env or (),
             terminal=tty,
+            spec_opts=opts,
         )
         created = False
         try:
-            if memory_limit:
-                import dataclasses
-
-                spec = json.loads(c.spec or b"{}")
-                res = spec.setdefault("linux", {}).setdefault("resources", {})
-                res.setdefault("memory", {})["limit"] = _parse_size(memory_limit)
-                c = dataclasses.replace(c, spec=json.dumps(spec).encode())
-                client.containers().update(c, ["spec"])
             tasks = client.tasks()
             tasks.create(container_id, terminal=tty, open_stdin=not detach)
             created = True
