@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -311,8 +311,22 @@ def main(argv: list[str] | None = None) -> int:
     else:
         status = result if isinstance(result, int) else 0
     if argv is None:
-        sys.exit(status)
+        exit_now(status)
     return status
+
+
+def exit_now(status: int) -> NoReturn:
+    """End the process without the interpreter's teardown: once grpc is loaded, freeing
+    every module and joining grpc's threads takes ~30 ms, a fifth of a `pyctr version`,
+    and leaves nothing behind that the kernel does not take back (the channel is closed,
+    files written are closed and renamed into place by then). Only the buffered output
+    needs flushing."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # reader gone, or the stream closed
+            pass
+    os._exit(status)
 
 
 if __name__ == "__main__":

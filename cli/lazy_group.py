@@ -38,8 +38,9 @@ class LazyGroup(TyperGroup):
     subcommands: ClassVar[dict[str, Sub]] = {}
 
     def list_commands(self, ctx: Any) -> list[str]:
+        # Hidden aliases only once built: listing one would build it, to show nothing.
         names = list(super().list_commands(ctx))
-        return names + [n for n in self.subcommands if n not in names]
+        return names + [n for n, s in self.subcommands.items() if not s.hidden and n not in names]
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         cmd = super().get_command(ctx, cmd_name)
