@@ -1,14 +1,18 @@
 """The containerd layer, side by side: `pyctr run --rm IMAGE id true` on pycontainerd against
-`ctr run --rm IMAGE id true` on containerd (Debian package), and the memory of one idle shim.
+`ctr run --rm IMAGE id true` on containerd (Debian package), `pyctr version` against
+`ctr version` (the client's start-up and one call), and the memory of one idle shim.
 
 A private pycontainerd and a private containerd run for the benchmark (own root, state and
 socket under a short /tmp dir, containerd with a minimal config), both import the same
-busybox image built by mkimage. Rounds are interleaved so that machine noise falls on both
-alike. Reports median wall clock per command, the ratio to containerd, and the PSS of each
-shim with one `sleep 300` container. Everything is cleaned up afterwards: tasks, containers,
-daemons, shims, mounts, cgroups and temp dirs.
+busybox image built by mkimage. pyctr runs two ways: through the fast launcher `make
+install` puts in place (written here into the temp dir: python -IS, a fixed sys.path), and
+as `python -m cli.ctr`, which starts like pip's console script (`site` and its .pth files).
+Rounds are interleaved so that machine noise falls on all alike. Reports median wall clock
+per command, the ratio to ctr, and the PSS of each shim with one `sleep 300` container.
+Everything is cleaned up afterwards: tasks, containers, daemons, shims, mounts, cgroups and
+temp dirs.
 
-    python3 bench/containerd_layer.py [--runs 15]
+    python3 bench/containerd_layer.py [--runs 15] [--json FILE]
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from containerd_py.runtime.task_manager import CGROUP_PARENT_ENV  # noqa: E402
 from containerd_py.snapshots.mount import unmount_all  # noqa: E402
 from mkimage import write_oci_archive  # noqa: E402
+from oci_runtime.launcher import write_launcher  # noqa: E402
 from tests.daemon import Daemon  # noqa: E402
 
 IMAGE = "docker.io/library/busybox:latest"
@@ -125,8 +130,12 @@ class Containerd:
                 self.proc.wait()
 
 
-def pyctr_argv(d: Daemon) -> list[str]:
-    return [sys.executable, "-m", "cli.ctr", "--address", d.address, "-n", NS]
+PYCTR_PACKAGES = ("typer", "grpc", "google.protobuf")  # as the Makefile installs it
+
+
+def pyctr_argv(d: Daemon, launcher: Path | None = None) -> list[str]:
+    start = [str(launcher)] if launcher else [sys.executable, "-m", "cli.ctr"]
+    return [*start, "--address", d.address, "-n", NS]
 
 
 def timed(argv: list[str]) -> float:
@@ -242,19 +251,25 @@ def main() -> int:
         c.start()
         run([*pyctr_argv(d), "images", "import", str(archive)])
         c.ctr("images", "import", str(archive))
-
-        ours: list[float] = []
-        theirs: list[float] = []
+        launcher = work / "pyctr"
+        write_launcher(str(launcher), "cli.ctr:main", PYCTR_PACKAGES)
+        variants = {
+            "pyctr": pyctr_argv(d, launcher),
+            "pyctr -m": pyctr_argv(d),
+            "ctr": c.argv(),
+        }
+        times: dict[tuple[str, str], list[float]] = {}
         for i in range(args.runs + 2):
-            cid = f"b{i}"
-            a = timed([*pyctr_argv(d), "run", "--rm", IMAGE, cid, "true"])
-            b = timed(
-                [*c.argv(), "run", "--rm", "--cgroup", f"{theirs_parent}/{cid}", IMAGE, cid, "true"]
-            )
-            if i >= 2:  # the first two warm the page cache and the daemons
-                ours.append(a)
-                theirs.append(b)
-
+            for name, argv in variants.items():
+                cid = f"b{i}-{name.replace(' ', '')}"
+                cg = ["--cgroup", f"{theirs_parent}/{cid}"] if name == "ctr" else []
+                rounds = {
+                    "version": timed([*argv, "version"]),
+                    "run --rm true": timed([*argv, "run", "--rm", *cg, IMAGE, cid, "true"]),
+                }
+                if i >= 2:  # the first two warm the page cache and the daemons
+                    for what, t in rounds.items():
+                        times.setdefault((name, what), []).append(t)
         run([*pyctr_argv(d), "run", "-d", IMAGE, "idle", "sleep", "300"])
         c.ctr("run", "-d", "--cgroup", f"{theirs_parent}/idle", IMAGE, "idle", "sleep", "300")
         time.sleep(1)  # let both settle
@@ -274,11 +289,10 @@ def main() -> int:
             time.sleep(0.1)
         c.ctr("containers", "rm", "idle", check=False)
 
-        report(ours, theirs, pss_ours, pss_theirs, args.runs)
+        report(times, pss_ours, pss_theirs, args.runs)
         if args.json:
-            Path(args.json).write_text(
-                json.dumps({"pyctr": ours, "ctr": theirs, "pss_mb": [pss_ours, pss_theirs]})
-            )
+            results = {f"{name} {what}": ts for (name, what), ts in times.items()}
+            Path(args.json).write_text(json.dumps({**results, "pss_mb": [pss_ours, pss_theirs]}))
     finally:
         cleanup(d, c, work, ours_parent, theirs_parent)
     return 0
@@ -322,14 +336,21 @@ def cleanup(d: Daemon, c: Containerd, work: Path, ours_parent: str, theirs_paren
 
 
 def report(
-    ours: list[float], theirs: list[float], pss_ours: float, pss_theirs: float, runs: int
+    times: dict[tuple[str, str], list[float]], pss_ours: float, pss_theirs: float, runs: int
 ) -> None:
-    mo, mt = statistics.median(ours) * 1000, statistics.median(theirs) * 1000
-    print(f"run --rm busybox true, {runs} runs each, medians in ms; idle shim PSS in MB")
-    print(f"{'stack':14} {'run --rm':>9} {'vs ctd':>7} {'shim PSS':>9} {'vs ctd':>7}")
-    rt, rm = mo / mt, pss_ours / pss_theirs
-    print(f"{'pycontainerd':14} {mo:9.1f} {rt:6.2f}x {pss_ours:9.1f} {rm:6.2f}x")
-    print(f"{'containerd':14} {mt:9.1f} {1:6.2f}x {pss_theirs:9.1f} {1:6.2f}x")
+    med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+    print(f"{runs} runs each, medians in ms (ratio to ctr); idle shim PSS in MB")
+    print("pyctr: fast launcher (python -IS); pyctr -m: python -m cli.ctr (site, as pip's script)")
+    whats = ["version", "run --rm true"]
+    print(f"{'client':10}" + "".join(f"{w:>22}" for w in whats))
+    for name in ("pyctr", "pyctr -m", "ctr"):
+        cells = []
+        for w in whats:
+            m = med[(name, w)]
+            cells.append(f"{m:13.1f} ({m / med[('ctr', w)]:5.2f}x)")
+        print(f"{name:10}" + "".join(f"{c:>22}" for c in cells))
+    print(f"idle shim PSS: pycontainerd {pss_ours:.1f}, containerd {pss_theirs:.1f}", end="")
+    print(f" ({pss_ours / pss_theirs:.2f}x)")
 
 
 if __name__ == "__main__":
