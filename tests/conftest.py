@@ -19,6 +19,15 @@ from tests.runtimes import (
 )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    from tests.task_runtime import chosen
+
+    try:
+        chosen()  # PYCONTAINERD_TEST_RUNTIME, the daemon and shim tests' runtime switch
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     is_root = os.geteuid() == 0
     v1 = (

@@ -5,6 +5,16 @@ snapshot), starts a shim and has it create the init process; everything else is 
 shim's answer, passed through. Task events come from the shim itself (Forward), so each
 is published once. Several daemon and shim messages share field numbers (Start, Kill,
 ResizePty, CloseIO, Attach), and are converted by re-parsing their bytes.
+
+Which OCI runtime a task's shim drives: the task's own options (CreateRequest.options),
+else the container's runtime options, else its runtime name, looked up in the daemon's
+runtimes table. By default the table maps pyrunc, runc and crun to themselves; the config
+file may map any name to a binary, as containerd's runtime options name a BinaryName:
+
+    [plugins."io.pycontainerd.runtime.v1.task".runtimes.pyrunc]
+    binary_name = "runc"          # containers created for "pyrunc" run on runc
+
+A name that is an absolute path is the binary itself.
 """
 
 from __future__ import annotations
@@ -12,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -24,6 +34,7 @@ from containerd_py.api.services.tasks.v1 import tasks_pb2 as pb
 from containerd_py.api.services.tasks.v1 import tasks_pb2_grpc
 from containerd_py.api.types.v1 import io_pb2, metrics_pb2, mount_pb2, runtime_pb2
 from containerd_py.api.types.v1 import task_pb2 as types
+from containerd_py.config import ConfigError
 from containerd_py.errdefs import (
     FailedPrecondition,
     InvalidArgument,
@@ -45,6 +56,8 @@ if TYPE_CHECKING:
 
 RUNTIME_PLUGIN = "io.pycontainerd.runtime.v1"
 KNOWN_RUNTIMES = ("pyrunc", "runc", "crun")
+# This plugin's section of the config file: [plugins."io.pycontainerd.runtime.v1.task"].
+CONFIG_SECTION = f"{RUNTIME_PLUGIN}.task"
 # Sent in Attach's headers once the output is subscribed (the shim's key, passed on).
 ATTACHED_METADATA_KEY = "pycontainerd-attached"
 
@@ -55,11 +68,32 @@ def _id(value: str) -> str:
     return value
 
 
+def runtime_binaries(plugins: Mapping[str, Any]) -> dict[str, str]:
+    """The runtimes table (runtime name → binary) from the config's plugin sections; a
+    malformed section stops the daemon with a ConfigError saying which key."""
+    table = {name: name for name in KNOWN_RUNTIMES}
+    section = plugins.get(CONFIG_SECTION, {})
+    where = f'plugins."{CONFIG_SECTION}"'
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"[{where}] must be a table")
+    runtimes = section.get("runtimes", {})
+    if not isinstance(runtimes, Mapping):
+        raise ConfigError(f"[{where}.runtimes] must be a table")
+    for name, entry in runtimes.items():
+        binary = entry.get("binary_name") if isinstance(entry, Mapping) else None
+        if not isinstance(binary, str) or not binary:
+            raise ConfigError(f"[{where}.runtimes.{name}] needs a binary_name string")
+        table[name] = binary
+    return table
+
+
 def runtime_options(
-    container: Container, override: any_pb2.Any | None
+    container: Container,
+    override: any_pb2.Any | None,
+    binaries: Mapping[str, str] | None = None,
 ) -> runtime_pb2.RuntimeOptions:
     """The runtime the shim drives: the task's override, else the container's options,
-    else its runtime name when that names a runtime binary."""
+    else its runtime name when the runtimes table (binaries) has it or it is a path."""
     opts = runtime_pb2.RuntimeOptions()
     packed = override if override is not None and override.value else None
     if packed is None and container.runtime.options is not None:
@@ -70,7 +104,10 @@ def runtime_options(
         opts.ParseFromString(packed.value)
     if not opts.binary_name:
         name = container.runtime.name
-        if name in KNOWN_RUNTIMES or name.startswith("/"):
+        table = {n: n for n in KNOWN_RUNTIMES} if binaries is None else binaries
+        if name in table:
+            opts.binary_name = table[name]
+        elif name.startswith("/"):
             opts.binary_name = name
     return opts
 
@@ -97,11 +134,16 @@ def _recast(msg: Any, cls: type[Any]) -> Any:
 
 class TasksService(tasks_pb2_grpc.TasksServicer):
     def __init__(
-        self, manager: TaskManager, containers: ContainerStore, snapshotters: Snapshotters
+        self,
+        manager: TaskManager,
+        containers: ContainerStore,
+        snapshotters: Snapshotters,
+        runtimes: Mapping[str, str] | None = None,
     ) -> None:
         self._tasks = manager
         self._containers = containers
         self._snapshotters = snapshotters
+        self._runtimes = dict(runtimes) if runtimes is not None else runtime_binaries({})
 
     def _task(self, container_id: str) -> Task:
         return self._tasks.get(namespaces.current(), _id(container_id))
@@ -134,7 +176,9 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
             stdout=request.stdout,
             stderr=request.stderr,
             runtime=runtime_options(
-                container, request.options if request.HasField("options") else None
+                container,
+                request.options if request.HasField("options") else None,
+                self._runtimes,
             ),
             open_stdin=request.open_stdin,
             stdin_once=request.stdin_once,
@@ -425,6 +469,7 @@ def _now() -> Any:
 def register(server: grpc.Server, deps: Deps) -> list[PluginInfo]:
     if deps.storage is None:
         return []  # a test server without storage
+    runtimes = runtime_binaries(deps.config.plugins)
     manager = TaskManager(deps.config.state, deps.config.root, deps.config.address, deps.exchange)
     deps.tasks = manager
     store = ContainerStore(deps.storage.db)
@@ -437,7 +482,7 @@ def register(server: grpc.Server, deps: Deps) -> list[PluginInfo]:
         return True
 
     manager.has_container = has_container
-    service = TasksService(manager, store, deps.storage.snapshotters)
+    service = TasksService(manager, store, deps.storage.snapshotters, runtimes)
     tasks_pb2_grpc.add_TasksServicer_to_server(service, server)
     return [
         PluginInfo(RUNTIME_PLUGIN, "task", requires=(METADATA_PLUGIN, EVENT_PLUGIN)),

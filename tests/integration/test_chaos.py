@@ -25,7 +25,8 @@ from containerd_py import errdefs
 from containerd_py.client import Client
 from tests.daemon import Daemon
 from tests.integration.test_daemon_tasks import IMAGE, _bundles, import_busybox, task_daemon
-from tests.runtimes import CGROUP_ROOT, runtime_available
+from tests.runtimes import CGROUP_ROOT
+from tests.task_runtime import runtimes_under_test
 
 pytestmark = [
     pytest.mark.root,
@@ -73,11 +74,8 @@ def mounts_under(path: Path) -> list[str]:
     return [p for p in points if p.startswith(str(path))]
 
 
-@pytest.fixture(params=["pyrunc", "runc"])
+@pytest.fixture(params=runtimes_under_test())
 def runtime_name(request: pytest.FixtureRequest) -> str:
-    ok, why = runtime_available(request.param)
-    if not ok:
-        pytest.skip(why)
     return request.param
 
 

@@ -19,7 +19,7 @@ from tests.integration.test_daemon_tasks import (
     mkimage_archive,
     task_daemon,
 )
-from tests.runtimes import runtime_available
+from tests.task_runtime import runtimes_under_test
 
 pytestmark = [
     pytest.mark.root,
@@ -44,11 +44,8 @@ def ok(d: Daemon, *args: str) -> str:
     return r.stdout
 
 
-@pytest.fixture(params=["pyrunc", "runc"])
+@pytest.fixture(params=runtimes_under_test())
 def runtime_name(request: pytest.FixtureRequest) -> str:
-    ok_, why = runtime_available(request.param)
-    if not ok_:
-        pytest.skip(why)
     return request.param
 
 

@@ -28,7 +28,8 @@ from containerd_py import errdefs
 from containerd_py.client import Client
 from containerd_py.runtime.task_manager import CGROUP_PARENT_ENV
 from tests.daemon import ROOT, Daemon
-from tests.runtimes import CGROUP_PARENT, remove_cgroup, runtime_available
+from tests.runtimes import CGROUP_PARENT, remove_cgroup
+from tests.task_runtime import daemon_args, default_runtime, runtimes_under_test
 
 pytestmark = [
     pytest.mark.root,
@@ -38,7 +39,6 @@ pytestmark = [
     ),
 ]
 
-RUNTIMES = ["pyrunc", "runc"]
 IMAGE = "docker.io/library/busybox:latest"
 
 
@@ -93,7 +93,12 @@ def cleanup_tasks(state: Path) -> None:
 @contextmanager
 def task_daemon(tmp: Path, name: str = "d") -> Iterator[Daemon]:
     parent = f"{CGROUP_PARENT}/{tmp.name}"
-    d = Daemon(tmp, name=name, env=dict(os.environ, **{CGROUP_PARENT_ENV: parent}))
+    d = Daemon(
+        tmp,
+        name=name,
+        env=dict(os.environ, **{CGROUP_PARENT_ENV: parent}),
+        args=daemon_args(tmp),
+    )
     try:
         yield d.start()
     finally:
@@ -133,11 +138,8 @@ def run_attached(client: Client, cid: str) -> tuple[list[tuple[str, bytes]], int
     return out, status
 
 
-@pytest.fixture(params=RUNTIMES)
+@pytest.fixture(params=runtimes_under_test())
 def runtime_name(request: pytest.FixtureRequest) -> str:
-    ok, why = runtime_available(request.param)
-    if not ok:
-        pytest.skip(why)
     return request.param
 
 
@@ -192,6 +194,26 @@ def test_create_attach_start_wait_delete(client: Client, daemon: Daemon, runtime
         tasks.get("t1")
     assert _bundles(daemon.state) == []
     client.delete_container(c.id)
+
+
+def test_a_container_that_names_no_runtime_runs_on_the_default(
+    client: Client, daemon: Daemon
+) -> None:
+    """pyrunc, or the runtime PYCONTAINERD_TEST_RUNTIME names (tests/task_runtime.py): the
+    daemon's runtimes table maps the default name to it, and the shim drives that one."""
+    c = client.new_container("dflt", IMAGE, args=["sleep", "1000"])
+    assert c.runtime == "pyrunc"
+    tasks = client.tasks()
+    tasks.create("dflt")
+    bundle = daemon.state / "tasks" / "default" / "dflt"
+    want = default_runtime()
+    assert json.loads((bundle / "options.json").read_text())["binary_name"] == want
+    # The runtime's own state for the container is under its root, named after it.
+    assert (daemon.state / want / "default" / "dflt").is_dir()
+    tasks.kill("dflt", signal.SIGKILL)
+    tasks.wait("dflt", timeout=30)
+    tasks.delete("dflt")
+    client.delete_container("dflt")
 
 
 def test_kill_running_task(client: Client, daemon: Daemon, runtime_name: str) -> None:

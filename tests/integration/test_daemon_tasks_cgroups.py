@@ -25,7 +25,7 @@ from containerd_py.runtime.task_manager import CGROUP_PARENT_ENV
 from tests.daemon import Daemon
 from tests.integration.test_daemon_tasks import IMAGE, _bundles, cleanup_tasks, import_busybox
 from tests.runtimes import CGROUP_ROOT, remove_cgroup
-from tests.task_runtime import runtimes_under_test
+from tests.task_runtime import daemon_args, runtimes_under_test
 
 pytestmark = [
     pytest.mark.root,
@@ -52,7 +52,7 @@ def ns() -> str:
 @pytest.fixture
 def client(short_tmp: Path, ns: str) -> Iterator[Client]:
     env = {k: v for k, v in os.environ.items() if k != CGROUP_PARENT_ENV}
-    d = Daemon(short_tmp, env=env)
+    d = Daemon(short_tmp, env=env, args=daemon_args(short_tmp))
     try:
         d.start()
         with d.client(namespace=ns) as c:

@@ -28,12 +28,12 @@ from containerd_py.api.runtime.task.v1 import shim_pb2 as pb
 from containerd_py.api.runtime.task.v1 import shim_pb2_grpc
 from containerd_py.api.types.v1 import io_pb2, mount_pb2, runtime_pb2
 from containerd_py.api.types.v1 import task_pb2 as types
-from tests.runtimes import CGROUP_ROOT, Runtime, make_bundle, runtime_available
+from tests.runtimes import CGROUP_ROOT, Runtime, make_bundle
+from tests.task_runtime import runtimes_under_test
 
 pytestmark = [pytest.mark.root]
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIM_RUNTIMES = ["pyrunc", "runc"]
 TIMEOUT = 30.0
 
 
@@ -308,11 +308,8 @@ class Attached:
 # -- fixtures --------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=SHIM_RUNTIMES)
+@pytest.fixture(params=runtimes_under_test())
 def rt(request: pytest.FixtureRequest, short_tmp: Path) -> Iterator[Runtime]:
-    ok, why = runtime_available(request.param)
-    if not ok:
-        pytest.skip(why)
     r = Runtime(request.param, short_tmp)
     try:
         yield r
