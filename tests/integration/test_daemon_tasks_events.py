@@ -8,10 +8,15 @@ start event is out; ours must too, so that every subscriber sees, per task,
 
 and per exec process `/tasks/exec-added`, `/tasks/exec-started`, `/tasks/exit`,
 `/tasks/delete`. Many short tasks and execs make the race likely to show when it is there.
+
+And the OOM event end to end: a task over its memory limit is reported by the shim's OOM
+watch through the daemon as /tasks/oom, and exits 137.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -149,3 +154,41 @@ def test_exec_exit_never_comes_before_exec_started(daemon: Daemon, runtime_name:
             "/tasks/exit",
             "/tasks/delete",
         ], eid
+
+
+def test_oom_kill_is_published_and_the_exit_is_137(daemon: Daemon, runtime_name: str) -> None:
+    """A task over its memory limit: the daemon's subscribers get /tasks/oom for it, and
+    the task exits 137 (SIGKILL by the OOM killer)."""
+    if not (Path("/sys/fs/cgroup/memory").is_dir() or Path("/sys/fs/cgroup/memory.max").exists()):
+        pytest.skip("no memory cgroup")
+    with daemon.client() as client:
+        # dd's 256 MiB buffer, filled from /dev/zero, cannot fit in 32 MiB (nor in swap).
+        c = client.new_container(
+            "oom",
+            IMAGE,
+            runtime=runtime_name,
+            args=["dd", "if=/dev/zero", "of=/dev/null", "bs=256M", "count=1"],
+        )
+        spec = json.loads(c.spec or b"{}")
+        spec["linux"].setdefault("resources", {})["memory"] = {"limit": 32 << 20, "swap": 32 << 20}
+        client.containers().update(dataclasses.replace(c, spec=json.dumps(spec).encode()), ["spec"])
+        rec = Recorder(client)
+        try:
+            tasks = client.tasks()
+            tasks.create("oom")
+            tasks.start("oom")
+            assert tasks.wait("oom", timeout=60).status == 137
+            got = rec.wait_for(
+                lambda ev: (
+                    ("/tasks/oom", {"container_id": "oom"}) in ev
+                    and any(t == "/tasks/exit" for t, _ in ev)
+                )
+            )
+        finally:
+            rec.close()
+        assert ("/tasks/oom", {"container_id": "oom"}) in got
+        exits = [e for t, e in got if t == "/tasks/exit"]
+        assert [(e["container_id"], e["exit_status"]) for e in exits] == [("oom", 137)]
+        assert tasks.metrics("id==oom") == {}  # stopped: no stats
+        tasks.delete("oom")
+        client.delete_container("oom")
