@@ -16,8 +16,9 @@ from oci_runtime import launcher
 ROOT = Path(__file__).resolve().parents[2]
 PYCTR_ENTRY = "cli.ctr:main"
 PYCTR_PACKAGES = ("typer", "grpc", "google.protobuf")  # as the Makefile installs it
-# Never needed by a command that parses well-formed arguments and talks to the daemon.
-HEAVY = ("pydantic", "pydantic_core", "rich", "click")
+# Never needed by a command that parses well-formed arguments and talks to the daemon
+# (typer loads rich for rich help and pretty tracebacks, which pyctr turns off).
+HEAVY = ("pydantic", "pydantic_core", "rich")
 
 
 def run_isolated(code: str, *args: str) -> subprocess.CompletedProcess[str]:
