@@ -1,6 +1,6 @@
 """The containerd layer, side by side: `pyctr run --rm IMAGE id true` on pycontainerd against
 `ctr run --rm IMAGE id true` on containerd (Debian package), `pyctr version` against
-`ctr version` (the client's start-up and one call), and the memory of one idle shim.
+`ctr version` (the client's start-up and one call), and the memory of idle shims.
 
 A private pycontainerd and a private containerd run for the benchmark (own root, state and
 socket under a short /tmp dir, containerd with a minimal config), both import the same
@@ -8,7 +8,10 @@ busybox image built by mkimage. pyctr runs two ways: through the fast launcher `
 install` puts in place (written here into the temp dir: python -IS, a fixed sys.path), and
 as `python -m cli.ctr`, which starts like pip's console script (`site` and its .pth files).
 Rounds are interleaved so that machine noise falls on all alike. Reports median wall clock
-per command, the ratio to ctr, and the PSS of each shim with one `sleep 300` container.
+per command, the ratio to ctr (and pyctr over runc, to see the stack apart from the runtime),
+and the shims' memory (PSS) with 1 and with 10 idle `sleep 300` containers on each side:
+one of our shims, the shim template they are forked from, and per container ours
+(shims + template) against containerd-shim-runc-v2's.
 Everything is cleaned up afterwards: tasks, containers, daemons, shims, mounts, cgroups and
 temp dirs.
 
@@ -176,10 +179,55 @@ def their_shims(address: str) -> list[int]:
     return pids
 
 
-def shim_pss(pids: list[int], what: str) -> float:
-    if len(pids) != 1:
-        raise RuntimeError(f"expected one {what} shim, found {pids}")
-    return psutil.Process(pids[0]).memory_full_info().pss / 2**20
+def pss_mb(pids: list[int]) -> float:
+    return sum(psutil.Process(pid).memory_full_info().pss for pid in pids) / 2**20
+
+
+def our_template(state: Path) -> list[int]:
+    """The shim template, whose pages the shims share: part of what they cost."""
+    try:
+        pid = int((state / "s" / "template.pid").read_text())
+        return [pid] if "template" in psutil.Process(pid).cmdline() else []
+    except (OSError, ValueError, psutil.Error):
+        return []
+
+
+IDLE_COUNTS = (1, 10)
+
+
+def idle_memory(d: Daemon, c: Containerd, theirs_parent: str, n: int) -> dict[str, float]:
+    """PSS with n idle `sleep 300` containers on each side, in MB: one shim of ours, our
+    template, ours in all (shims + template) per container; theirs per container."""
+    ids = [f"idle{n}-{i}" for i in range(n)]
+    for cid in ids:
+        run([*pyctr_argv(d), "run", "-d", IMAGE, cid, "sleep", "300"])
+        c.ctr("run", "-d", "--cgroup", f"{theirs_parent}/{cid}", IMAGE, cid, "sleep", "300")
+    time.sleep(1)  # let both settle
+    ours, template, theirs = our_shims(d.state), our_template(d.state), their_shims(c.address)
+    if len(ours) != n or len(theirs) != n:
+        raise RuntimeError(f"expected {n} shims each, found {ours} and {theirs}")
+    result = {
+        "ours_one_shim": pss_mb(ours[:1]),
+        "ours_template": pss_mb(template),
+        "ours_per_container": (pss_mb(ours) + pss_mb(template)) / n,
+        "theirs_per_container": pss_mb(theirs) / n,
+    }
+    for cid in ids:
+        run([*pyctr_argv(d), "tasks", "kill", "-s", "KILL", cid], check=False)
+        c.ctr("tasks", "kill", "-s", "KILL", cid, check=False)
+    for cid in ids:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if run([*pyctr_argv(d), "tasks", "rm", cid], check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        run([*pyctr_argv(d), "containers", "rm", cid], check=False)
+        while time.monotonic() < deadline:
+            if c.ctr("tasks", "rm", cid, check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        c.ctr("containers", "rm", cid, check=False)
+    return result
 
 
 def kill_groups(pids: list[int]) -> None:
@@ -256,6 +304,7 @@ def main() -> int:
         variants = {
             "pyctr": pyctr_argv(d, launcher),
             "pyctr -m": pyctr_argv(d),
+            "pyctr runc": pyctr_argv(d, launcher),
             "ctr": c.argv(),
         }
         times: dict[tuple[str, str], list[float]] = {}
@@ -263,6 +312,8 @@ def main() -> int:
             for name, argv in variants.items():
                 cid = f"b{i}-{name.replace(' ', '')}"
                 cg = ["--cgroup", f"{theirs_parent}/{cid}"] if name == "ctr" else []
+                if name == "pyctr runc":  # the same stack over the same runtime as ctr's
+                    cg = ["--runtime", "runc"]
                 rounds = {
                     "version": timed([*argv, "version"]),
                     "run --rm true": timed([*argv, "run", "--rm", *cg, IMAGE, cid, "true"]),
@@ -270,29 +321,11 @@ def main() -> int:
                 if i >= 2:  # the first two warm the page cache and the daemons
                     for what, t in rounds.items():
                         times.setdefault((name, what), []).append(t)
-        run([*pyctr_argv(d), "run", "-d", IMAGE, "idle", "sleep", "300"])
-        c.ctr("run", "-d", "--cgroup", f"{theirs_parent}/idle", IMAGE, "idle", "sleep", "300")
-        time.sleep(1)  # let both settle
-        pss_ours = shim_pss(our_shims(d.state), "pycontainerd")
-        pss_theirs = shim_pss(their_shims(c.address), "containerd")
-        run([*pyctr_argv(d), "tasks", "kill", "-s", "KILL", "idle"], check=False)
-        c.ctr("tasks", "kill", "-s", "KILL", "idle", check=False)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if run([*pyctr_argv(d), "tasks", "rm", "idle"], check=False).returncode == 0:
-                break
-            time.sleep(0.1)
-        run([*pyctr_argv(d), "containers", "rm", "idle"], check=False)
-        while time.monotonic() < deadline:
-            if c.ctr("tasks", "rm", "idle", check=False).returncode == 0:
-                break
-            time.sleep(0.1)
-        c.ctr("containers", "rm", "idle", check=False)
-
-        report(times, pss_ours, pss_theirs, args.runs)
+        memory = {n: idle_memory(d, c, theirs_parent, n) for n in IDLE_COUNTS}
+        report(times, memory, args.runs)
         if args.json:
             results = {f"{name} {what}": ts for (name, what), ts in times.items()}
-            Path(args.json).write_text(json.dumps({**results, "pss_mb": [pss_ours, pss_theirs]}))
+            Path(args.json).write_text(json.dumps({**results, "memory_mb": memory}))
     finally:
         cleanup(d, c, work, ours_parent, theirs_parent)
     return 0
@@ -336,21 +369,28 @@ def cleanup(d: Daemon, c: Containerd, work: Path, ours_parent: str, theirs_paren
 
 
 def report(
-    times: dict[tuple[str, str], list[float]], pss_ours: float, pss_theirs: float, runs: int
+    times: dict[tuple[str, str], list[float]], memory: dict[int, dict[str, float]], runs: int
 ) -> None:
     med = {k: statistics.median(v) * 1000 for k, v in times.items()}
-    print(f"{runs} runs each, medians in ms (ratio to ctr); idle shim PSS in MB")
-    print("pyctr: fast launcher (python -IS); pyctr -m: python -m cli.ctr (site, as pip's script)")
+    print(f"{runs} runs each, medians in ms (ratio to ctr)")
+    print("pyctr: fast launcher (python -IS); pyctr -m: python -m cli.ctr (site, as pip's script);")
+    print("pyctr runc: the launcher with --runtime runc (ctr runs runc); the others use pyrunc")
     whats = ["version", "run --rm true"]
-    print(f"{'client':10}" + "".join(f"{w:>22}" for w in whats))
-    for name in ("pyctr", "pyctr -m", "ctr"):
+    print(f"{'client':12}" + "".join(f"{w:>22}" for w in whats))
+    for name in ("pyctr", "pyctr -m", "pyctr runc", "ctr"):
         cells = []
         for w in whats:
             m = med[(name, w)]
             cells.append(f"{m:13.1f} ({m / med[('ctr', w)]:5.2f}x)")
-        print(f"{name:10}" + "".join(f"{c:>22}" for c in cells))
-    print(f"idle shim PSS: pycontainerd {pss_ours:.1f}, containerd {pss_theirs:.1f}", end="")
-    print(f" ({pss_ours / pss_theirs:.2f}x)")
+        print(f"{name:12}" + "".join(f"{c:>22}" for c in cells))
+    print("idle containers' shims, PSS in MB (ours: shims forked from one shim template)")
+    heads = ("containers", "our shim", "template", "ours/cont.", "theirs/cont.")
+    print(" ".join(f"{h:>12}" for h in heads))
+    for n, m in memory.items():
+        print(
+            f"{n:12d} {m['ours_one_shim']:12.1f} {m['ours_template']:12.1f} "
+            f"{m['ours_per_container']:12.1f} {m['theirs_per_container']:12.1f}"
+        )
 
 
 if __name__ == "__main__":
