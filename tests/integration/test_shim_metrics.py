@@ -1,6 +1,7 @@
 """The shim's Stats, read from the container's cgroup files (shim/metrics.py), against what
 the runtime itself reports for the same container (`<runtime> events --stats`), on pyrunc
-and runc: the same limits and counts, counters that only grow, and the same keys."""
+and runc: the same limits and counts, counters that only grow, and the same keys. On crun,
+which has no `events` command, the shim's own reading is all there is."""
 
 from __future__ import annotations
 
@@ -35,14 +36,16 @@ def test_stats_agree_with_the_runtime(rt: Runtime, shims: Any, make: Any) -> Non
     s.create()
     s.start_task()
     wait_for(lambda: len(s.call("Pids", pb.PidsRequest(id=s.id)).processes) == 3)
-    before = runtime_stats(rt, s.id)
     mine = s.call("Stats", pb.StatsRequest(id=s.id)).stats
-    after = runtime_stats(rt, s.id)
     assert (mine.memory.limit, mine.pids.limit, mine.pids.current) == (48 << 20, 40, 3)
-    assert (before.memory.limit, before.pids.limit, before.pids.current) == (48 << 20, 40, 3)
-    assert 0 < before.cpu.usage_total_ns <= mine.cpu.usage_total_ns <= after.cpu.usage_total_ns
-    assert mine.memory.usage > 0
-    assert set(mine.memory.raw) == set(before.memory.raw)
+    assert mine.memory.usage > 0 and mine.cpu.usage_total_ns > 0
+    if rt.name != "crun":  # crun has no `events` command (and so no stats of its own)
+        before = runtime_stats(rt, s.id)
+        mine = s.call("Stats", pb.StatsRequest(id=s.id)).stats
+        after = runtime_stats(rt, s.id)
+        assert (before.memory.limit, before.pids.limit, before.pids.current) == (48 << 20, 40, 3)
+        assert before.cpu.usage_total_ns <= mine.cpu.usage_total_ns <= after.cpu.usage_total_ns
+        assert set(mine.memory.raw) == set(before.memory.raw)
     # An update shows in the next Stats (the files are read afresh each time).
     s.call("Update", pb.UpdateRequest(id=s.id, resources=_any_json({"pids": {"limit": 50}})))
     assert s.call("Stats", pb.StatsRequest(id=s.id)).stats.pids.limit == 50
