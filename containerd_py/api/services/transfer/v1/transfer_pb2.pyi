@@ -113,20 +113,20 @@ class PullResponse(_message.Message):
     def __init__(self, ref: _Optional[str] = ..., status: _Optional[str] = ..., blobs: _Optional[_Iterable[_Union[BlobProgress, _Mapping]]] = ..., done: _Optional[bool] = ..., name: _Optional[str] = ..., target: _Optional[_Union[_descriptor_pb2.Descriptor, _Mapping]] = ...) -> None: ...
 
 class PushRequest(_message.Message):
-    __slots__ = ("ref", "remote_ref", "platforms", "registry", "chunk_size", "max_concurrent_uploads")
+    __slots__ = ("ref", "remote_ref", "platform", "registry", "chunk_size", "max_concurrent_uploads")
     REF_FIELD_NUMBER: _ClassVar[int]
     REMOTE_REF_FIELD_NUMBER: _ClassVar[int]
-    PLATFORMS_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_FIELD_NUMBER: _ClassVar[int]
     REGISTRY_FIELD_NUMBER: _ClassVar[int]
     CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENT_UPLOADS_FIELD_NUMBER: _ClassVar[int]
     ref: str
     remote_ref: str
-    platforms: _containers.RepeatedCompositeFieldContainer[_platform_pb2.Platform]
+    platform: _platform_pb2.Platform
     registry: RegistryOptions
     chunk_size: int
     max_concurrent_uploads: int
-    def __init__(self, ref: _Optional[str] = ..., remote_ref: _Optional[str] = ..., platforms: _Optional[_Iterable[_Union[_platform_pb2.Platform, _Mapping]]] = ..., registry: _Optional[_Union[RegistryOptions, _Mapping]] = ..., chunk_size: _Optional[int] = ..., max_concurrent_uploads: _Optional[int] = ...) -> None: ...
+    def __init__(self, ref: _Optional[str] = ..., remote_ref: _Optional[str] = ..., platform: _Optional[_Union[_platform_pb2.Platform, _Mapping]] = ..., registry: _Optional[_Union[RegistryOptions, _Mapping]] = ..., chunk_size: _Optional[int] = ..., max_concurrent_uploads: _Optional[int] = ...) -> None: ...
 
 class PushResponse(_message.Message):
     __slots__ = ("ref", "status", "blobs", "done", "target")
