@@ -92,7 +92,9 @@ class DockerConfig:
             raise InvalidArgument(f"{path}: not JSON: {e}") from None
         if not isinstance(doc, Mapping):
             raise InvalidArgument(f"{path}: must be a JSON object")
-        auths = doc.get("auths") or {}
+        auths = doc.get("auths")
+        if auths is None:
+            auths = {}
         if not isinstance(auths, Mapping):
             raise InvalidArgument(f"{path}: auths must be an object")
         return cls({str(k): _entry(v, f"{path}: auths[{k!r}]") for k, v in auths.items()}, path)
