@@ -184,6 +184,8 @@ class TokenServer:
         self.expires_in = expires_in
         self.token_field = token_field  # "token", "access_token" or "both"
         self.requests: list[TokenRequest] = []
+        # OAuth refresh tokens (docker's `identitytoken`) accepted by POST, and their user.
+        self.refresh_tokens: dict[str, str] = {}
         self._lock = threading.Lock()
         self.key = workdir / "token.key"
         self.cert = workdir / "token.crt"
@@ -293,6 +295,25 @@ class TokenServer:
                         return
                 service = query.get("service", [""])[0]
                 self._reply(200, server.issue(user, service, query.get("scope", [])))
+
+            def do_POST(self) -> None:
+                # The OAuth2 form docker and containerd send with an identity token.
+                length = int(self.headers.get("Content-Length") or 0)
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                if urllib.parse.urlsplit(self.path).path != "/token":
+                    self._reply(404, {"errors": [{"code": "NOT_FOUND"}]})
+                    return
+                if form.get("grant_type") != ["refresh_token"]:
+                    self._reply(400, {"error": "unsupported_grant_type"})
+                    return
+                user = server.refresh_tokens.get(form.get("refresh_token", [""])[0])
+                if user is None:
+                    self._reply(401, {"error": "invalid_grant"})
+                    return
+                scopes = form.get("scope", [""])[0].split()
+                body = server.issue(user, form.get("service", [""])[0], scopes)
+                token = body.get("token") or body.get("access_token")
+                self._reply(200, {"access_token": token, "expires_in": server.expires_in})
 
         return Handler
 

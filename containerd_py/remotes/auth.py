@@ -192,10 +192,10 @@ class Authorizer:
         if resp.status in (401, 403):
             if creds is None:
                 raise errdefs.Unauthenticated(
-                    f"{self.registry}: token server {parts.netloc} refused anonymous access"
+                    f"token server {parts.netloc} refused anonymous access"
                 )
             raise errdefs.Unauthenticated(
-                f"{self.registry}: authentication failed for user {self.user!r} "
+                f"authentication failed for user {self.user!r} "
                 f"(token server {parts.netloc} answered {resp.status})"
             )
         if resp.status != 200:

@@ -97,13 +97,20 @@ def error_for(status: int, body: bytes, where: str, what: str) -> errdefs.PyCont
         else:
             cls = errdefs.PyContainerdError
     if details:
-        said = "; ".join(
-            _one_line(f"{d.code.lower().replace('_', ' ')}: {d.message}" if d.code else d.message)
-            for d in details
-        )
+        said = "; ".join(_describe(d) for d in details)
     else:
         said = f"HTTP {status}"
         text = body[:200].decode("utf-8", "replace").strip()
         if text and not text.startswith("<"):
             said += f": {_one_line(text)}"
+    if cls is errdefs.NotFound:
+        said = f"not found ({said})"
     return cls(f"{where}: {what}: {said}")
+
+
+def _describe(d: RegistryErrorDetail) -> str:
+    words = d.code.lower().replace("_", " ")
+    message = _one_line(d.message)
+    if not words or words in message.lower():
+        return message or words
+    return f"{words}: {message}" if message else words

@@ -197,6 +197,24 @@ class Repository:
         """A request with authentication: one retry after a 401 (bodies that cannot be
         sent twice are refused then); a second 401 or a 403 is the caller's error."""
         where = where or self.name
+        try:
+            return self._authorized(method, url, what, scopes, headers, body, where)
+        except errdefs.PyContainerdError as e:
+            if str(e).startswith(where):
+                raise
+            # A network, TLS or token server failure: name what was being done to what.
+            raise type(e)(f"{where}: {what}: {e}") from e
+
+    def _authorized(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        scopes: set[str],
+        headers: dict[str, str] | None,
+        body: Body,
+        where: str,
+    ) -> Response:
         sent = self.authorizer.header(scopes)
         resp = self.transport.request(
             method, url, headers=headers, body=body, plain_http=self.plain_http, auth_header=sent
@@ -241,9 +259,12 @@ class Repository:
     def ping(self) -> None:
         """Checks the registry speaks /v2/ and, when it wants a login, that ours works."""
         where = self.config.name
-        resp = self.transport.request(
-            "GET", self._url("/v2/"), plain_http=self.plain_http, auth_header=None
-        )
+        try:
+            resp = self.transport.request(
+                "GET", self._url("/v2/"), plain_http=self.plain_http, auth_header=None
+            )
+        except errdefs.PyContainerdError as e:
+            raise type(e)(f"{where}: ping: {e}") from e
         if resp.status == 401:
             challenges = parse_all(resp.header_all("WWW-Authenticate"))
             resp.read_limited(MAX_ERROR_BODY, "ping")
@@ -286,15 +307,16 @@ class Repository:
         elif resp.status not in (404, 405, 400, 501) and resp.status < 500:
             raise self._fail(resp, where, "resolving")
         # HEAD told too little (or only a bare 404): GET says it all, errors included.
-        return self.fetch_manifest(ref, accept).descriptor()
+        return self._get_manifest(ref, accept, "resolving").descriptor()
 
     def fetch_manifest(
         self, ref: str, accept: tuple[str, ...] = MANIFEST_ACCEPT
     ) -> FetchedManifest:
         """(bytes, media type, digest) of a manifest or index, verified against its digest."""
-        ref = _check_ref(ref)
+        return self._get_manifest(_check_ref(ref), accept, "fetching manifest")
+
+    def _get_manifest(self, ref: str, accept: tuple[str, ...], what: str) -> FetchedManifest:
         where = f"{self.name}{'@' if is_digest(ref) else ':'}{ref}"
-        what = "fetching manifest"
         resp = self._request(
             "GET",
             self._url(f"/v2/{self.path}/manifests/{ref}"),
