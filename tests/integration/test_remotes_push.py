@@ -14,7 +14,8 @@ import pytest
 
 from containerd_py import errdefs
 from containerd_py.content.descriptor import OCI_MANIFEST
-from tests.integration.remotes_common import repo, seeded, stored_blob
+from containerd_py.remotes import Credentials
+from tests.integration.remotes_common import client, repo, seeded, stored_blob
 from tests.registry import Mode, RegistryServer
 
 pytestmark = pytest.mark.slow
@@ -133,9 +134,6 @@ def test_short_source_is_refused(registry_plain: RegistryServer) -> None:
 def test_readonly_user_cannot_push(registry_factory) -> None:
     reg = registry_factory(Mode.TOKEN, token_options={"readonly": frozenset({"bob"})})
     seeded(reg)
-    from containerd_py.remotes import Credentials
-    from tests.integration.remotes_common import client
-
     r = client(reg).repository(
         f"{reg.host}/library/busybox", credentials=Credentials("bob", reg.users["bob"])
     )
