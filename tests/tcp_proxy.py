@@ -1,0 +1,132 @@
+"""A loopback TCP proxy that can fail on cue, to interrupt transfers at a chosen byte.
+
+    proxy = TcpProxy(upstream_port).start()      # listens on 127.0.0.1:proxy.port
+    proxy.limit(3 << 20, Cut.CLOSE)              # after 3 MiB towards clients: close everything
+    proxy.limit(3 << 20, Cut.STALL)              # ... or stop forwarding, keep sockets open
+    proxy.stalled.wait()                         # the limit was reached (STALL)
+    proxy.unlimit()                              # forward freely again (stalled sockets close)
+    proxy.requests()                             # what clients sent (request heads included)
+    proxy.stop()
+
+The limit counts bytes from the server to clients over all connections, so a transfer is
+cut mid-body, as if the registry had died (CLOSE) or hung (STALL) at that point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import socket
+import threading
+
+
+class Cut(enum.Enum):
+    CLOSE = "close"
+    STALL = "stall"
+
+
+class TcpProxy:
+    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._budget: int | None = None
+        self._cut = Cut.CLOSE
+        self._sent: list[bytes] = []
+        self._sockets: set[socket.socket] = set()
+        self._stop = threading.Event()
+        self.stalled = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> TcpProxy:
+        self._thread.start()
+        return self
+
+    def limit(self, budget: int, cut: Cut) -> None:
+        with self._lock:
+            self._budget, self._cut = budget, cut
+            self.stalled.clear()
+
+    def unlimit(self) -> None:
+        """Forward freely; connections cut or stalled so far are closed."""
+        with self._lock:
+            self._budget = None
+        self._close_all()
+        self.stalled.clear()
+
+    def requests(self) -> bytes:
+        """Every byte clients sent, in arrival order per chunk."""
+        with self._lock:
+            return b"".join(self._sent)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        self._close_all()
+        self._thread.join(timeout=5)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _close_all(self) -> None:
+        with self._lock:
+            socks, self._sockets = list(self._sockets), set()
+        for s in socks:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                s.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.upstream, timeout=10)
+                server.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets |= {client, server}
+            threading.Thread(target=self._up, args=(client, server), daemon=True).start()
+            threading.Thread(target=self._down, args=(server, client), daemon=True).start()
+
+    def _up(self, client: socket.socket, server: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := client.recv(65536):
+                with self._lock:
+                    self._sent.append(data)
+                server.sendall(data)
+        with contextlib.suppress(OSError):
+            server.shutdown(socket.SHUT_WR)
+
+    def _down(self, server: socket.socket, client: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := server.recv(65536):
+                with self._lock:
+                    budget, cut = self._budget, self._cut
+                    if budget is not None:
+                        allowed = max(0, min(budget, len(data)))
+                        self._budget = budget - allowed
+                    else:
+                        allowed = len(data)
+                if allowed:
+                    client.sendall(data[:allowed])
+                if allowed < len(data):
+                    if cut is Cut.CLOSE:
+                        break
+                    self.stalled.set()
+                    return  # the sockets stay open until unlimit() or stop()
+        for s in (client, server):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                s.close()
