@@ -112,6 +112,9 @@ class BlobReader(io.RawIOBase):
             self._read += n
             if self.size is not None and self._base + self._read > self.size:
                 self._fail(f"size mismatch: more than the {self.size} bytes expected")
+            if self.size is not None and self._base + self._read == self.size:
+                # A reader that stops at the size it knows never asks for the end: check now.
+                self._verify()
         else:
             self._verify()
         return n
@@ -131,6 +134,8 @@ class BlobReader(io.RawIOBase):
         raise errdefs.FailedPrecondition(f"{self._where}: {why}")
 
     def _verify(self) -> None:
+        if self._checked:
+            return
         self._checked = True
         end = self._base + self._read
         if self.size is not None and end != self.size:

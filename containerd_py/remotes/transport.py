@@ -49,6 +49,7 @@ class Response:
     _resp: http.client.HTTPResponse = field(repr=False)
     _conn: http.client.HTTPConnection = field(repr=False)
     _release: object = field(default=None, repr=False)  # callable(conn) or None
+    _released: bool = field(default=False, repr=False)
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
@@ -62,7 +63,7 @@ class Response:
         except (OSError, http.client.HTTPException) as e:
             self.close()
             raise Unavailable(f"registry {_origin(self.url)}: connection lost: {_why(e)}") from e
-        if n < 0 or (not data and n != 0):
+        if n < 0 or (not data and n != 0) or self._resp.isclosed():
             self._done()
         return data
 
@@ -72,7 +73,7 @@ class Response:
         except (OSError, http.client.HTTPException) as e:
             self.close()
             raise Unavailable(f"registry {_origin(self.url)}: connection lost: {_why(e)}") from e
-        if count == 0 and len(buf):
+        if (count == 0 and len(buf)) or self._resp.isclosed():
             self._done()
         return count
 
@@ -91,6 +92,7 @@ class Response:
     def _done(self) -> None:
         release, self._release = self._release, None
         if callable(release) and self._resp.isclosed() and not self._resp.will_close:
+            self._released = True
             release(self._conn)
         elif release is not None:
             self._conn.close()
@@ -98,7 +100,8 @@ class Response:
     def close(self) -> None:
         self._release = None
         self._resp.close()
-        self._conn.close()
+        if not self._released:  # a connection back in the pool is no longer ours
+            self._conn.close()
 
     def __enter__(self) -> Response:
         return self
@@ -299,7 +302,16 @@ class Transport:
                 conn.close()
                 raise
 
-            def release(c: http.client.HTTPConnection, key: tuple[str, str] = key) -> None:
+            owner = threading.get_ident()
+
+            def release(
+                c: http.client.HTTPConnection, key: tuple[str, str] = key, owner: int = owner
+            ) -> None:
+                # Only the thread owning the pool may touch it: a stream finished elsewhere
+                # closes its connection instead.
+                if threading.get_ident() != owner:
+                    c.close()
+                    return
                 old = pool.get(key)
                 if old is not None and old is not c:
                     old.close()
