@@ -18,6 +18,7 @@ import contextlib
 import enum
 import socket
 import threading
+from collections.abc import Callable
 
 
 class Cut(enum.Enum):
@@ -66,12 +67,20 @@ class TcpProxy:
 
     def stop(self) -> None:
         self._stop.set()
+        # shutdown wakes the accept() below (close would not): the listener's number must
+        # not be reused while a thread still waits on it.
         with contextlib.suppress(OSError):
-            self._listener.close()
+            self._listener.shutdown(socket.SHUT_RDWR)
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        self._listener.close()
         self._close_all()
-        self._thread.join(timeout=5)
 
     # -- internals ----------------------------------------------------------------------
+    #
+    # Sockets are closed only by their connection's last pump thread. Other threads only
+    # shut them down (which wakes a blocked recv): closing a descriptor another thread is
+    # about to use lets that thread read from whatever socket reuses the number next.
 
     def _close_all(self) -> None:
         with self._lock:
@@ -79,8 +88,6 @@ class TcpProxy:
         for s in socks:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                s.close()
 
     def _accept(self) -> None:
         while not self._stop.is_set():
@@ -96,37 +103,64 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._sockets |= {client, server}
-            threading.Thread(target=self._up, args=(client, server), daemon=True).start()
-            threading.Thread(target=self._down, args=(server, client), daemon=True).start()
+            done = _Release(self, client, server)
+            threading.Thread(target=self._up, args=(client, server, done), daemon=True).start()
+            threading.Thread(target=self._down, args=(server, client, done), daemon=True).start()
 
-    def _up(self, client: socket.socket, server: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := client.recv(65536):
-                with self._lock:
-                    self._sent.append(data)
-                server.sendall(data)
-        with contextlib.suppress(OSError):
-            server.shutdown(socket.SHUT_WR)
+    def _up(self, client: socket.socket, server: socket.socket, done: Callable[[], None]) -> None:
+        try:
+            with contextlib.suppress(OSError):
+                while data := client.recv(65536):
+                    with self._lock:
+                        self._sent.append(data)
+                    server.sendall(data)
+            with contextlib.suppress(OSError):
+                server.shutdown(socket.SHUT_WR)
+        finally:
+            done()
 
-    def _down(self, server: socket.socket, client: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := server.recv(65536):
-                with self._lock:
-                    budget, cut = self._budget, self._cut
-                    if budget is not None:
-                        allowed = max(0, min(budget, len(data)))
-                        self._budget = budget - allowed
-                    else:
-                        allowed = len(data)
-                if allowed:
-                    client.sendall(data[:allowed])
-                if allowed < len(data):
-                    if cut is Cut.CLOSE:
+    def _down(self, server: socket.socket, client: socket.socket, done: Callable[[], None]) -> None:
+        try:
+            with contextlib.suppress(OSError):
+                while data := server.recv(65536):
+                    with self._lock:
+                        budget, cut = self._budget, self._cut
+                        if budget is not None:
+                            allowed = max(0, min(budget, len(data)))
+                            self._budget = budget - allowed
+                        else:
+                            allowed = len(data)
+                    if allowed:
+                        client.sendall(data[:allowed])
+                    if allowed < len(data):
+                        if cut is Cut.STALL:
+                            self.stalled.set()
+                            # Hold on until unlimit() or stop() shuts the sockets down.
+                            while server.recv(65536):
+                                pass
                         break
-                    self.stalled.set()
-                    return  # the sockets stay open until unlimit() or stop()
-        for s in (client, server):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
+            for s in (client, server):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+        finally:
+            done()
+
+
+class _Release:
+    """Called by each of a connection's two pump threads as it ends; the last one closes
+    the sockets."""
+
+    def __init__(self, proxy: TcpProxy, *socks: socket.socket) -> None:
+        self.proxy = proxy
+        self.socks = socks
+        self.running = 2
+
+    def __call__(self) -> None:
+        with self.proxy._lock:
+            self.running -= 1
+            last = self.running == 0
+            if last:
+                self.proxy._sockets -= set(self.socks)
+        if last:
+            for s in self.socks:
                 s.close()

@@ -189,12 +189,20 @@ class Fetcher:
                         break  # the commit says what is wrong
         except TRANSPORT_ERRORS as e:
             raise self._lost(desc, e) from None
-        except errdefs.FailedPrecondition:
-            # The reader's own check failed (bytes that do not hash or size up): what was
-            # written is wrong, never to be resumed from.
+        except errdefs.FailedPrecondition as e:
             self.progress.update(desc.digest, BlobStatus.FAILED)
-            writer.abort()
-            raise
+            if "digest mismatch" in str(e) or writer.offset >= desc.size:
+                # The reader's check failed on the whole body: the bytes are wrong, never
+                # to be resumed from.
+                writer.abort()
+                raise
+            # The body ended early (http.client reports a connection closed mid-body as a
+            # plain end of data, the reader then as a short size): what came is kept for
+            # the retry to resume.
+            raise errdefs.Unavailable(
+                f"{self._where(desc)}: connection to the registry lost at {writer.offset}"
+                f" of {desc.size} bytes (a retry resumes from there)"
+            ) from None
         except errdefs.Unavailable:
             self.progress.update(desc.digest, BlobStatus.FAILED)
             raise

@@ -23,11 +23,13 @@ When a pull fails, what happens to its lease depends on the failure:
 | refused, digest mismatch, bad manifest     | scheduled                |               |
 
 so that a lost connection costs only what was not yet transferred, and a refused pull
-leaves nothing behind once the collector has run.
+leaves nothing behind once the collector has run. A retry that succeeds drops the leases
+the earlier attempts at the same reference kept (`PullLeases`).
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import secrets
 import threading
@@ -81,6 +83,68 @@ class PullResult:
     manifests: tuple[Descriptor, ...]
 
 
+class Outcome(enum.Enum):
+    SUCCEEDED = "succeeded"
+    RETRYABLE = "retryable"  # a lost connection, a cancel, a crash: worth resuming
+    FAILED = "failed"  # the registry's "no", or content that is wrong: start over
+
+
+class PullLeases:
+    """The leases of a daemon's pulls. A failed pull's lease may stay for the retry; the
+    retry, once it succeeds, drops the leases earlier attempts at the same reference left
+    (it has resumed them). Leases of pulls still running in this daemon are never dropped
+    by another pull, whatever reference they are for."""
+
+    def __init__(self, store: LeaseStore, gc: GCScheduler | None = None) -> None:
+        self.store = store
+        self.gc = gc
+        self._lock = threading.Lock()
+        self._active: set[tuple[str, str]] = set()
+
+    def open(self, namespace: str, ref: str) -> str:
+        expire = (datetime.now(UTC) + LEASE_TTL).strftime("%Y-%m-%dT%H:%M:%SZ")
+        labels = {LABEL_GC_EXPIRE: expire, LABEL_PULL_REF: ref[:1000]}
+        lease = self.store.create(namespace, f"pull-{secrets.token_hex(8)}", labels).id
+        with self._lock:
+            self._active.add((namespace, lease))
+        return lease
+
+    def close(self, namespace: str, lease: str, ref: str, outcome: Outcome) -> None:
+        with self._lock:
+            self._active.discard((namespace, lease))
+        try:
+            if outcome is Outcome.RETRYABLE and self.store.list_resources(namespace, lease):
+                log.info(
+                    "pull of %s failed: lease %s keeps what it fetched for a retry"
+                    " (until it expires)",
+                    ref,
+                    lease,
+                )
+                return
+            self.store.delete(namespace, lease)
+            dropped = self._drop_earlier(namespace, ref) if outcome is Outcome.SUCCEEDED else 0
+        except errdefs.PyContainerdError as e:  # the lease expires by itself anyway
+            log.warning("cannot release pull lease %s: %s", lease, e)
+            return
+        if self.gc is not None and (outcome is Outcome.FAILED or dropped):
+            self.gc.schedule()
+
+    def _drop_earlier(self, namespace: str, ref: str) -> int:
+        dropped = 0
+        for lease in self.store.list(namespace):
+            if lease.labels.get(LABEL_PULL_REF) != ref[:1000]:
+                continue
+            with self._lock:
+                if (namespace, lease.id) in self._active:
+                    continue
+            try:
+                self.store.delete(namespace, lease.id)
+                dropped += 1
+            except errdefs.NotFound:
+                pass
+        return dropped
+
+
 class Puller:
     """Pulls images of one namespace; the repository comes per pull."""
 
@@ -88,11 +152,10 @@ class Puller:
         self,
         namespace: str,
         content: ContentStore,
-        leases: LeaseStore,
+        leases: PullLeases,
         snapshotters: Snapshotters,
         record: Recorder,
         *,
-        gc: GCScheduler | None = None,
         work_dir: str | None = None,
     ) -> None:
         self.namespace = namespace
@@ -100,7 +163,6 @@ class Puller:
         self.leases = leases
         self.snapshotters = snapshotters
         self.record = record
-        self.gc = gc
         self.work_dir = work_dir
 
     def pull(
@@ -117,8 +179,8 @@ class Puller:
         snapshotter = self.snapshotters.name(options.snapshotter) if options.unpack else ""
         progress.set_status(f"resolving {ref}")
         root = repo.resolve(ref.digest or ref.tag or "latest")
-        lease = self._lease(str(ref))
-        keep = False
+        lease = self.leases.open(ns, str(ref))
+        outcome = Outcome.RETRYABLE  # until known: a KeyboardInterrupt, a crash
         try:
             content = self.content.with_namespace(ns, lease)
             wanted = list(options.platforms) or [host_platform()]
@@ -130,14 +192,14 @@ class Puller:
                 self._unpack(content, snapshotter, lease, root, wanted, progress)
             image = self.record(ns, name, root, options.labels)
             progress.set_status(f"done {name}")
+            outcome = Outcome.SUCCEEDED
             return PullResult(image, tuple(manifests))
-        except BaseException as e:
-            keep = isinstance(e, errdefs.Unavailable) or not isinstance(
-                e, errdefs.PyContainerdError
-            )
+        except errdefs.PyContainerdError as e:
+            if not isinstance(e, errdefs.Unavailable):
+                outcome = Outcome.FAILED
             raise
         finally:
-            self._release(lease, keep)
+            self.leases.close(ns, lease, str(ref), outcome)
 
     def _unpack(
         self,
@@ -151,7 +213,7 @@ class Puller:
         unpacker = Unpacker(
             content,
             self.snapshotters.view(snapshotter, self.namespace, lease),
-            leases=self.leases,
+            leases=self.leases.store,
             work_dir=self.work_dir,
         )
         seen: set[str] = set()
@@ -163,23 +225,3 @@ class Puller:
             where = str(platform) if mt.is_index(root.media_type) else ""
             progress.set_status(f"unpacking {where} {rootfs.manifest.digest}".replace("  ", " "))
             unpacker.unpack(root, platform)
-
-    def _lease(self, ref: str) -> str:
-        expire = (datetime.now(UTC) + LEASE_TTL).strftime("%Y-%m-%dT%H:%M:%SZ")
-        labels = {LABEL_GC_EXPIRE: expire, LABEL_PULL_REF: ref[:1000]}
-        return self.leases.create(self.namespace, f"pull-{secrets.token_hex(8)}", labels).id
-
-    def _release(self, lease: str, keep: bool) -> None:
-        try:
-            if keep and self.leases.list_resources(self.namespace, lease):
-                log.info(
-                    "pull failed: lease %s keeps what it fetched for a retry (until it expires)",
-                    lease,
-                )
-                return
-            self.leases.delete(self.namespace, lease)
-        except errdefs.PyContainerdError as e:  # the lease expires by itself anyway
-            log.warning("cannot release pull lease %s: %s", lease, e)
-            return
-        if self.gc is not None and not keep:
-            self.gc.schedule()

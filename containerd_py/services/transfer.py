@@ -29,7 +29,7 @@ from containerd_py.api.types.v1 import descriptor_pb2
 from containerd_py.content.descriptor import Descriptor as StoredDescriptor
 from containerd_py.content.store import ContentStore
 from containerd_py.distribution.progress import BlobKind, BlobStatus, Progress, Snapshot
-from containerd_py.distribution.pull import Puller, PullOptions
+from containerd_py.distribution.pull import Puller, PullLeases, PullOptions
 from containerd_py.distribution.push import Pusher, PushOptions
 from containerd_py.distribution.registry import Access, RepositoryFactory
 from containerd_py.errdefs import AlreadyExists, InvalidArgument, NotFound
@@ -158,10 +158,9 @@ class TransferService(transfer_pb2_grpc.TransferServicer):
         self._images = images
         self._content = content
         self._snapshotters = snapshotters
-        self._leases = leases
+        self._leases = PullLeases(leases, gc)
         self._publisher = publisher
         self._repositories = repositories
-        self._gc = gc
         self._work_dir = work_dir
         self._downloads = downloads
         self._uploads = uploads
@@ -193,7 +192,6 @@ class TransferService(transfer_pb2_grpc.TransferServicer):
             self._leases,
             self._snapshotters,
             self._record,
-            gc=self._gc,
             work_dir=self._work_dir,
         )
         progress, cancel = Progress(), threading.Event()
