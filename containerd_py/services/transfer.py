@@ -284,7 +284,10 @@ class TransferService(transfer_pb2_grpc.TransferServicer):
                 raise NotFound(f"image {name!r} not found in namespace {ns!r}") from None
             if normalized == name:
                 raise
-            return self._images.get(ns, normalized)
+            try:
+                return self._images.get(ns, normalized)
+            except NotFound:
+                raise NotFound(f"image {name!r} not found in namespace {ns!r}") from None
 
 
 def access(options: pb.RegistryOptions) -> Access:
