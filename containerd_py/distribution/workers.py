@@ -7,10 +7,10 @@ sibling's "cancelled").
 
 from __future__ import annotations
 
+import collections
 import http.client
 import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from containerd_py import errdefs
@@ -38,48 +38,85 @@ def connection_lost(where: str, e: BaseException) -> errdefs.Unavailable:
 
 
 class Workers:
-    """A pool whose jobs succeed or fail together.
+    """Threads whose jobs succeed or fail together.
 
-    with Workers(3, cancel, "fetch") as w:
-        w.submit(job, arg)
-        w.join()            # raises the first failure, after the others stopped
+        with Workers(3, cancel, "fetch") as w:
+            w.submit(job, arg)
+            w.join()            # raises the first failure, after the others stopped
+
+    Daemon threads, unlike ThreadPoolExecutor's: a download stuck on a registry that
+    stopped answering must not hold up the daemon's exit until its socket times out.
     """
 
     def __init__(self, concurrency: int, cancel: threading.Event, name: str) -> None:
         self.cancel = cancel
-        self._pool = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix=name)
-        self._futures: list[Future[Any]] = []
+        self.concurrency = max(1, concurrency)
+        self.name = name
+        self._cond = threading.Condition()
+        self._jobs: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = (
+            collections.deque()
+        )
+        self._threads = 0
+        self._running = 0
+        self._errors: list[BaseException] = []
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
-        self._futures.append(self._pool.submit(fn, *args))
+        with self._cond:
+            self._jobs.append((fn, args))
+            if self._threads < self.concurrency:
+                self._threads += 1
+                threading.Thread(
+                    target=self._work, name=f"{self.name}-{self._threads}", daemon=True
+                ).start()
+            self._cond.notify()
 
     def join(self) -> None:
-        done, _ = wait(self._futures, return_when=FIRST_EXCEPTION)
-        for f in done:
-            err = f.exception()
-            if err is not None:
-                raise err
+        """Until every job ran, or one failed: then its error (the others are stopped)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._errors or not (self._jobs or self._running))
+            if self._errors:
+                raise self._errors[0]
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                if not self._jobs:
+                    self._threads -= 1
+                    return
+                fn, args = self._jobs.popleft()
+                self._running += 1
+            try:
+                if self.cancel.is_set():
+                    raise Cancelled("transfer cancelled")
+                fn(*args)
+            except BaseException as e:
+                with self._cond:
+                    self._errors.append(e)
+                self.cancel.set()
+            finally:
+                with self._cond:
+                    self._running -= 1
+                    self._cond.notify_all()
 
     def __enter__(self) -> Workers:
         return self
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
-        if exc is not None:
-            self.cancel.set()
-            for f in self._futures:
-                f.cancel()
-        self._pool.shutdown(wait=True)
-        if exc is not None:
-            cause = self._first_cause(exc)
-            if cause is not exc:
-                raise cause from None
+        if exc is None:
+            return
+        self.cancel.set()
+        with self._cond:
+            self._jobs.clear()
+            # The running jobs stop at their next chunk; their ingests must be released
+            # before the caller decides about its lease.
+            self._cond.wait_for(lambda: not self._running)
+        cause = self._first_cause(exc)
+        if cause is not exc:
+            raise cause from None
 
     def _first_cause(self, e: BaseException) -> BaseException:
         if not isinstance(e, Cancelled):
             return e
-        for f in self._futures:
-            if f.done() and not f.cancelled():
-                err = f.exception()
-                if err is not None and not isinstance(err, Cancelled):
-                    return err
-        return e
+        with self._cond:
+            errors = list(self._errors)
+        return next((err for err in errors if not isinstance(err, Cancelled)), e)

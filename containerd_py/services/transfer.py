@@ -1,6 +1,6 @@
 """Transfer service: Pull and Push between registries and the daemon's content store.
 
-The transfer runs in a thread of its own (`_Job`), with its blobs on a pool of workers
+The transfer runs in a thread of its own (`_Job`), with its blobs on worker threads
 (distribution.fetch / push); the handler thread follows its `Progress` and streams a
 snapshot whenever it changed, at most every `MIN_INTERVAL` seconds, then the last message
 with `done`. A caller that goes away (or a daemon stopping) cancels the transfer: the
@@ -117,7 +117,12 @@ class _Job(threading.Thread):
 def follow(
     job: _Job, progress: Progress, cancel: threading.Event, message: Callable[[Snapshot], Any]
 ) -> Iterator[Any]:
-    """Messages for the job's progress until it ends; its error, if any, is raised."""
+    """Messages for the job's progress until it ends; its error, if any, is raised.
+
+    When the call is cancelled (the caller left, or the daemon is stopping), this returns
+    at once: the job notices the cancel at its next chunk and ends by itself (a daemon
+    thread, so a download stuck on a silent registry never holds up the daemon's exit).
+    """
     job.start()
     sent = -1
     try:
@@ -129,13 +134,13 @@ def follow(
                 yield message(snap)
             if ended:
                 break
+            if cancel.is_set():
+                return  # nobody is listening any more
             # Collect changes for a moment, then wait for the next one (or a tick).
             job.join(MIN_INTERVAL)
             progress.wait(sent, TICK)
     finally:
-        # The caller left (GeneratorExit here) or the job ended: either way it is over.
-        cancel.set()
-        job.join()
+        cancel.set()  # a no-op when the job ended; else (GeneratorExit) it must stop
     if job.error is not None:
         raise job.error
 
