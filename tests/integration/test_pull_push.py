@@ -85,12 +85,44 @@ def test_pull_what_skopeo_pushed_and_skopeo_pulls_what_we_pushed(
     assert d.client().images().get(theirs).target.digest == digest
     assert pyctr(d, "run", "--rm", theirs, "r1", "echo", "hi").stdout == "hi\n"
 
-    # Ours, now in another repository: skopeo copies it out and checks every digest.
+    # The pull recorded where the blobs came from...
+    layer = d.client().image_rootfs(d.client().images().get(theirs)).layers[0]
+    labels = d.client().content().info(layer.digest).labels
+    assert labels[f"containerd.io/distribution.source.{registry_plain.host}"] == "library/busybox"
+    # ...so a push to another repository there mounts them; skopeo copies the result out
+    # and checks every digest.
     ours = f"{registry_plain.host}/team/bb:ours"
     pyctr(d, "images", "tag", theirs, ours)
-    pyctr(d, "images", "push", "--plain-http", ours)
-    out = registry_plain.copy_out("team/bb:ours", short_tmp / "copy")
-    assert sha256((out / "manifest.json").read_bytes()) == digest
+    out = pyctr(d, "images", "push", "--plain-http", ours).stdout.splitlines()
+    assert f"layer-{layer.digest}: mounted" in out
+    copy = registry_plain.copy_out("team/bb:ours", short_tmp / "copy")
+    assert sha256((copy / "manifest.json").read_bytes()) == digest
+
+
+def test_docker_schema2_images_pull_run_and_push_back_unchanged(
+    registry_plain: RegistryServer, daemons: DaemonFactory
+) -> None:
+    registry_plain.seed("library/busybox:oci")
+    # skopeo converts to Docker's media types on the way to another repository.
+    registry_plain.skopeo(
+        "copy",
+        "--format=v2s2",
+        *registry_plain.skopeo_flags("src"),
+        *registry_plain.skopeo_flags("dest"),
+        f"docker://{registry_plain.host}/library/busybox:oci",
+        f"docker://{registry_plain.host}/docker/bb:v2s2",
+    )
+    raw = registry_plain.inspect_raw("docker/bb:v2s2")
+    assert json.loads(raw)["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    d = daemons()
+    ref = f"{registry_plain.host}/docker/bb:v2s2"
+    pyctr(d, "images", "pull", "--plain-http", ref)
+    image = d.client().images().get(ref)
+    assert image.target.digest == sha256(raw)
+    assert image.target.media_type == "application/vnd.docker.distribution.manifest.v2+json"
+    assert pyctr(d, "run", "--rm", ref, "r1", "echo", "hi").stdout == "hi\n"
+    pyctr(d, "images", "push", "--plain-http", f"{registry_plain.host}/docker/back:1", ref)
+    assert registry_plain.inspect_raw("docker/back:1") == raw
 
 
 @pytest.mark.skipif(
