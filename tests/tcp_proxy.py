@@ -5,11 +5,15 @@
     proxy.limit(3 << 20, Cut.STALL)              # ... or stop forwarding, keep sockets open
     proxy.stalled.wait()                         # the limit was reached (STALL)
     proxy.unlimit()                              # forward freely again (stalled sockets close)
+    proxy.hold(b"/blobs/sha256:")                # never answer requests that contain this
+    proxy.held()                                 # how many connections wait on such a request
     proxy.requests()                             # what clients sent (request heads included)
     proxy.stop()
 
 The limit counts bytes from the server to clients over all connections, so a transfer is
-cut mid-body, as if the registry had died (CLOSE) or hung (STALL) at that point.
+cut mid-body, as if the registry had died (CLOSE) or hung (STALL) at that point. A hold
+stalls each connection from the first request that matches: requests in flight at once
+can be counted.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import contextlib
 import enum
 import socket
 import threading
-from collections.abc import Callable
 
 
 class Cut(enum.Enum):
@@ -35,6 +38,8 @@ class TcpProxy:
         self._budget: int | None = None
         self._cut = Cut.CLOSE
         self._sent: list[bytes] = []
+        self._hold: bytes | None = None
+        self._conns: list[_Conn] = []
         self._sockets: set[socket.socket] = set()
         self._stop = threading.Event()
         self.stalled = threading.Event()
@@ -59,6 +64,14 @@ class TcpProxy:
             self._budget = None
         self._close_all()
         self.stalled.clear()
+
+    def hold(self, marker: bytes | None) -> None:
+        with self._lock:
+            self._hold = marker
+
+    def held(self) -> int:
+        with self._lock:
+            return sum(1 for c in self._conns if c.held)
 
     def requests(self) -> bytes:
         """Every byte clients sent, in arrival order per chunk."""
@@ -101,31 +114,38 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
+            conn = _Conn(self, client, server)
             with self._lock:
                 self._sockets |= {client, server}
-            done = _Release(self, client, server)
-            threading.Thread(target=self._up, args=(client, server, done), daemon=True).start()
-            threading.Thread(target=self._down, args=(server, client, done), daemon=True).start()
+                self._conns.append(conn)
+            threading.Thread(target=self._up, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._down, args=(conn,), daemon=True).start()
 
-    def _up(self, client: socket.socket, server: socket.socket, done: Callable[[], None]) -> None:
+    def _up(self, conn: _Conn) -> None:
+        client, server = conn.client, conn.server
         try:
             with contextlib.suppress(OSError):
                 while data := client.recv(65536):
                     with self._lock:
                         self._sent.append(data)
+                        if self._hold is not None and self._hold in data:
+                            conn.held = True  # before the request goes: its answer never will
                     server.sendall(data)
             with contextlib.suppress(OSError):
                 server.shutdown(socket.SHUT_WR)
         finally:
-            done()
+            conn.release()
 
-    def _down(self, server: socket.socket, client: socket.socket, done: Callable[[], None]) -> None:
+    def _down(self, conn: _Conn) -> None:
+        client, server = conn.client, conn.server
         try:
             with contextlib.suppress(OSError):
                 while data := server.recv(65536):
                     with self._lock:
                         budget, cut = self._budget, self._cut
-                        if budget is not None:
+                        if conn.held:
+                            allowed, cut = 0, Cut.STALL
+                        elif budget is not None:
                             allowed = max(0, min(budget, len(data)))
                             self._budget = budget - allowed
                         else:
@@ -143,24 +163,26 @@ class TcpProxy:
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
         finally:
-            done()
+            conn.release()
 
 
-class _Release:
-    """Called by each of a connection's two pump threads as it ends; the last one closes
-    the sockets."""
+class _Conn:
+    """One proxied connection; the last of its two pump threads to end closes it."""
 
-    def __init__(self, proxy: TcpProxy, *socks: socket.socket) -> None:
+    def __init__(self, proxy: TcpProxy, client: socket.socket, server: socket.socket) -> None:
         self.proxy = proxy
-        self.socks = socks
+        self.client = client
+        self.server = server
+        self.held = False
         self.running = 2
 
-    def __call__(self) -> None:
+    def release(self) -> None:
         with self.proxy._lock:
             self.running -= 1
             last = self.running == 0
             if last:
-                self.proxy._sockets -= set(self.socks)
+                self.proxy._sockets -= {self.client, self.server}
+                self.proxy._conns.remove(self)
         if last:
-            for s in self.socks:
-                s.close()
+            self.client.close()
+            self.server.close()

@@ -39,7 +39,7 @@ from containerd_py.distribution.workers import (
     connection_lost,
 )
 from containerd_py.images import mediatypes as mt
-from containerd_py.images.errors import UnsupportedMediaTypeError
+from containerd_py.images.errors import InvalidManifestError, UnsupportedMediaTypeError
 from containerd_py.images.manifest import (
     MAX_MANIFEST_SIZE,
     Descriptor,
@@ -125,7 +125,7 @@ class Fetcher:
                 f"{self.repo.host}/{self.repo.name}: Docker schema 1 manifests are not supported"
             )
         if desc.size > MAX_MANIFEST_SIZE:
-            raise DigestMismatch(
+            raise InvalidManifestError(
                 f"manifest {desc.digest} is {desc.size} bytes, over the {MAX_MANIFEST_SIZE} limit"
             )
         self.progress.add(desc)

@@ -6,13 +6,18 @@ twice, and the push paths (HEAD skip, cross-repository mount, chunked upload).""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from containerd_py.images.platforms import host_platform
+from tests.daemon import ROOT
 from tests.oci_images import Blob, image, index, layer, sha256, write_layout
 from tests.registry import RegistryServer
 from tests.transfer import (
@@ -268,6 +273,24 @@ def test_index_pulls_the_host_platform_by_default_and_another_when_asked(
         rootfs = c.image_rootfs(c.images().get(ref), f"linux/{other}")
         assert c.snapshots().stat(rootfs.chain_id).kind == "Committed"
 
+    # A platform the index does not list: one line, nothing recorded.
+    r = pyctr(
+        d,
+        "images",
+        "pull",
+        "--plain-http",
+        "--platform",
+        "linux/s390x",
+        ref,
+        ns="none",
+        check=False,
+    )
+    assert r.returncode == 1
+    assert r.stderr.strip() == (
+        "pyctr: no manifest for platform linux/s390x (the index lists: linux/amd64, linux/arm64)"
+    )
+    assert image_names(d, "none") == []
+
     # Every platform: the index can then be pushed whole, and comes back byte for byte.
     pyctr(d, "images", "pull", "--plain-http", "--all-platforms", ref, ns="all")
     assert {built["amd64"][1], built["arm64"][1]} <= content_digests(d, "all")
@@ -302,3 +325,38 @@ def test_partly_pulled_index_pushes_one_platform_only(
     one = f"{registry_plain.host}/multi/one:1"
     pyctr(d, "images", "push", "--plain-http", "--platform", f"linux/{host}", one, ref)
     assert sha256(registry_plain.inspect_raw("multi/one:1")) == built[host][0].digest
+
+
+def test_blobs_download_concurrently_up_to_the_limit(
+    registry_plain: RegistryServer, daemons: DaemonFactory, short_tmp: Path
+) -> None:
+    from tests.tcp_proxy import TcpProxy
+
+    img = image([layer({f"data/{i}": os.urandom(1024)}) for i in range(4)])  # 6 blobs
+    layout = write_layout(short_tmp / "layout", {"latest": img.manifest}, img.blobs)
+    seed_layout(registry_plain, layout, "latest", "many/layers:1")
+    d = daemons()
+    proxy = TcpProxy(registry_plain.port).start()
+    try:
+        # No blob request is ever answered: each worker waits on one, so the requests
+        # in flight are the workers that run at once.
+        proxy.hold(b"/blobs/sha256:")
+        for flag, workers in ((), 3), (("--max-concurrent-downloads", "2"), 2):
+            pull = subprocess.Popen(
+                [sys.executable, "-m", "cli.ctr", "--address", d.address, "images", "pull",
+                 "--plain-http", *flag, f"{proxy.host}/many/layers:1"],
+                cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                deadline = time.monotonic() + 60
+                while proxy.held() < workers and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                time.sleep(0.5)  # room for a worker too many to show up
+                assert proxy.held() == workers
+            finally:
+                proxy.unlimit()  # the held connections drop: the pull fails
+                assert pull.wait(60) != 0
+    finally:
+        proxy.stop()
+    assert image_names(d) == []
