@@ -27,6 +27,7 @@ lint:
 bench:
 	$(PYTHON) bench/lifecycle.py
 	$(PYTHON) bench/containerd_layer.py
+	$(PYTHON) bench/pull.py
 
 # The gRPC API: proto/containerd_py/api/**/*.proto → containerd_py/api/** (committed, see
 # STYLE.md §4). Run from the repo root so that generated imports read

@@ -6,6 +6,11 @@
     pyctr images export out.tar example.com/bb:1 [--format docker]
     pyctr images usage example.com/bb:1
     pyctr images rm example.com/bb:1
+    pyctr images pull [--platform P]... [--all-platforms] [-u USER[:PASSWORD]] [--plain-http] REF
+    pyctr images push [--platform P] [-u USER[:PASSWORD]] [--plain-http] REMOTE [LOCAL]
+
+Pulls and pushes are done by the daemon (its credentials file, certs dir and insecure
+registries apply); pyctr shows their progress, as a table on a terminal, as lines elsewhere.
 
 The archive travels over the gRPC stream (the daemon may be elsewhere); `--local` hands
 the daemon a path on its own host instead.
@@ -252,3 +257,131 @@ def images_usage(
             rows.append((key, progress_bytes(usage.size), usage.inodes))
             key = snapshots.stat(key).parent
     print(output.table(["key", "size", "inodes"], rows))
+
+
+# -- registries -------------------------------------------------------------------------
+
+UserOption = Annotated[
+    str | None,
+    typer.Option("--user", "-u", help="USER[:PASSWORD] for the registry (prompted when left out)."),
+]
+PlainHTTPOption = Annotated[
+    bool, typer.Option("--plain-http", help="Talk HTTP to the registry (loopback or insecure).")
+]
+SkipVerifyOption = Annotated[
+    bool, typer.Option("--skip-verify", "-k", help="Do not verify the registry's certificate.")
+]
+
+
+def _user(user: str | None) -> str | None:
+    """USER:PASSWORD; a bare USER is asked for the password on the terminal, as ctr does."""
+    import getpass
+    import sys
+
+    if not user or ":" in user:
+        return user
+    if not sys.stdin.isatty():
+        raise typer.BadParameter("give USER:PASSWORD (no terminal to ask on)", param_hint="--user")
+    return f"{user}:{getpass.getpass('Password: ')}"
+
+
+def _show(progress: object, *, upload: bool) -> object:
+    """Render a transfer's progress; returns its last message."""
+    import sys
+
+    from cli.transfer_progress import ProgressView
+
+    view = ProgressView(sys.stdout, tty=sys.stdout.isatty(), upload=upload)
+    last = None
+    for p in progress:  # type: ignore[attr-defined]
+        if p.done:
+            view.finish(p)
+        else:
+            view.update(p)
+        last = p
+    return last
+
+
+@images_app.command("pull")
+def images_pull(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(metavar="REF", help="e.g. localhost:5000/app:1")],
+    platforms: Annotated[
+        list[str] | None,
+        typer.Option("--platform", help="Platform to pull (repeatable; default: the host's)."),
+    ] = None,
+    all_platforms: Annotated[
+        bool, typer.Option("--all-platforms", help="Fetch the content of every platform.")
+    ] = False,
+    user: UserOption = None,
+    plain_http: PlainHTTPOption = False,
+    skip_verify: SkipVerifyOption = False,
+    snapshotter: SnapshotterOption = "",
+    no_unpack: Annotated[
+        bool, typer.Option("--no-unpack", help="Only fetch the content, do not unpack.")
+    ] = False,
+    labels: Annotated[
+        list[str] | None, typer.Option("--label", help="KEY=VALUE label for the image.")
+    ] = None,
+    max_concurrent_downloads: Annotated[
+        int, typer.Option("--max-concurrent-downloads", help="Blobs fetched at once.")
+    ] = 0,
+) -> None:
+    """Pull an image from a registry, then unpack it (as ctr images pull)."""
+    from cli.ctr import connect, parse_labels
+
+    with connect(ctx) as client:
+        progress = client.transfer().pull(
+            ref,
+            platforms=platforms or (),
+            all_platforms=all_platforms,
+            unpack=not no_unpack,
+            snapshotter=snapshotter,
+            user=_user(user),
+            plain_http=plain_http,
+            skip_verify=skip_verify,
+            labels=parse_labels(labels or []),
+            max_concurrent_downloads=max_concurrent_downloads,
+        )
+        last = _show(progress, upload=False)
+    if last is not None and last.target is not None:  # type: ignore[attr-defined]
+        print(f"{last.name}: {last.target.digest}", flush=True)  # type: ignore[attr-defined]
+
+
+@images_app.command("push")
+def images_push(
+    ctx: typer.Context,
+    remote: Annotated[str, typer.Argument(metavar="REMOTE", help="Where to: host/repo:tag.")],
+    local: Annotated[
+        str | None, typer.Argument(metavar="[LOCAL]", help="The image to push (default: REMOTE).")
+    ] = None,
+    platform: Annotated[
+        str | None, typer.Option("--platform", help="Push only this platform's manifest.")
+    ] = None,
+    user: UserOption = None,
+    plain_http: PlainHTTPOption = False,
+    skip_verify: SkipVerifyOption = False,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", help="Upload blobs in chunks of this many bytes.")
+    ] = 0,
+    max_concurrent_uploads: Annotated[
+        int, typer.Option("--max-concurrent-uploaded-layers", help="Blobs uploaded at once.")
+    ] = 0,
+) -> None:
+    """Push an image to a registry (as ctr images push)."""
+    from cli.ctr import connect
+
+    with connect(ctx) as client:
+        progress = client.transfer().push(
+            local or remote,
+            remote,
+            platform=platform,
+            user=_user(user),
+            plain_http=plain_http,
+            skip_verify=skip_verify,
+            chunk_size=chunk_size,
+            max_concurrent_uploads=max_concurrent_uploads,
+        )
+        last = _show(progress, upload=True)
+    if last is not None and last.target is not None:  # type: ignore[attr-defined]
+        print(f"{last.ref}: {last.target.digest}", flush=True)  # type: ignore[attr-defined]

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from containerd_py.api.services.namespaces.v1 import namespaces_pb2, namespaces_pb2_grpc
     from containerd_py.api.services.snapshots.v1 import snapshots_pb2, snapshots_pb2_grpc
     from containerd_py.api.services.tasks.v1 import tasks_pb2, tasks_pb2_grpc
+    from containerd_py.api.services.transfer.v1 import transfer_pb2, transfer_pb2_grpc
     from containerd_py.api.services.version.v1 import version_pb2, version_pb2_grpc
     from containerd_py.api.types.v1 import descriptor_pb2, platform_pb2
     from containerd_py.api.types.v1.event_pb2 import Envelope
@@ -93,6 +94,8 @@ if not TYPE_CHECKING:
     snapshots_pb2_grpc = _Generated(f"{_API}.services.snapshots.v1.snapshots_pb2_grpc")
     tasks_pb2 = _Generated(f"{_API}.services.tasks.v1.tasks_pb2")
     tasks_pb2_grpc = _Generated(f"{_API}.services.tasks.v1.tasks_pb2_grpc")
+    transfer_pb2 = _Generated(f"{_API}.services.transfer.v1.transfer_pb2")
+    transfer_pb2_grpc = _Generated(f"{_API}.services.transfer.v1.transfer_pb2_grpc")
     version_pb2 = _Generated(f"{_API}.services.version.v1.version_pb2")
     version_pb2_grpc = _Generated(f"{_API}.services.version.v1.version_pb2_grpc")
     descriptor_pb2 = _Generated(f"{_API}.types.v1.descriptor_pb2")
@@ -283,6 +286,10 @@ class Client:
     def _tasks(self) -> Any:
         return tasks_pb2_grpc.TasksStub(self.channel)
 
+    @cached_property
+    def _transfer(self) -> Any:
+        return transfer_pb2_grpc.TransferStub(self.channel)
+
     def with_namespace(self, namespace: str) -> Client:
         """A client for another namespace over the same connection."""
         return Client(self.address, namespace, self.timeout, _channel=self.channel)
@@ -410,6 +417,10 @@ class Client:
 
     def containers(self) -> ContainerService:
         return ContainerService(self)
+
+    def transfer(self) -> TransferService:
+        """Pulls from and pushes to registries, done by the daemon."""
+        return TransferService(self)
 
     @contextmanager
     def temporary_lease(self, ttl: timedelta = timedelta(hours=1)) -> Iterator[Client]:
@@ -1593,3 +1604,114 @@ class TaskService:
             raise translate(e, self._c.address, "Logs") from None
         finally:
             call.cancel()
+
+
+# -- registries ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BlobProgress:
+    descriptor: Descriptor
+    kind: str  # "index", "manifest", "config", "layer"
+    status: str  # "waiting", "transferring", "done", "exists", "mounted", "failed"
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransferProgress:
+    """One message of a pull or push: the whole state so far."""
+
+    ref: str
+    status: str
+    blobs: tuple[BlobProgress, ...]
+    done: bool = False
+    name: str = ""  # pull, with done: the image recorded
+    target: Descriptor | None = None  # with done: the image's (pull) or pushed (push) root
+
+
+def _enum_word(enum: Any, value: int, prefix: str) -> str:
+    return enum.Name(value).removeprefix(prefix).lower()
+
+
+def _transfer_progress(r: Any) -> TransferProgress:
+    blobs = tuple(
+        BlobProgress(
+            _descriptor(b.descriptor),
+            _enum_word(transfer_pb2.BlobKind, b.kind, "BLOB_KIND_"),
+            _enum_word(transfer_pb2.BlobStatus, b.status, "BLOB_STATUS_"),
+            b.offset,
+        )
+        for b in r.blobs
+    )
+    target = _descriptor(r.target) if r.HasField("target") else None
+    return TransferProgress(r.ref, r.status, blobs, r.done, getattr(r, "name", ""), target)
+
+
+def _registry_options(
+    user: str | None, plain_http: bool, skip_verify: bool
+) -> transfer_pb2.RegistryOptions:
+    """`user` is USER[:PASSWORD], as ctr's --user takes it."""
+    opts = transfer_pb2.RegistryOptions(plain_http=plain_http, skip_verify=skip_verify)
+    if user:
+        username, _, password = user.partition(":")
+        opts.auth.username = username
+        opts.auth.password = password
+    return opts
+
+
+class TransferService:
+    """Registry pulls and pushes; each yields the progress until the last message (done)."""
+
+    def __init__(self, client: Client) -> None:
+        self._c = client
+        self._stub = client._transfer
+
+    def pull(
+        self,
+        ref: str,
+        *,
+        platforms: Sequence[str] = (),
+        all_platforms: bool = False,
+        unpack: bool = True,
+        snapshotter: str = "",
+        user: str | None = None,
+        plain_http: bool = False,
+        skip_verify: bool = False,
+        labels: Mapping[str, str] | None = None,
+        max_concurrent_downloads: int = 0,
+    ) -> Iterator[TransferProgress]:
+        req = transfer_pb2.PullRequest(
+            ref=ref,
+            platforms=[p for p in (_platform_pb(t) for t in platforms) if p is not None],
+            all_platforms=all_platforms,
+            unpack=unpack,
+            snapshotter=snapshotter,
+            registry=_registry_options(user, plain_http, skip_verify),
+            labels=dict(labels or {}),
+            max_concurrent_downloads=max_concurrent_downloads,
+        )
+        for r in self._c.stream(self._stub.Pull, req, timeout=TRANSFER_TIMEOUT):
+            yield _transfer_progress(r)
+
+    def push(
+        self,
+        ref: str,
+        remote_ref: str = "",
+        *,
+        platform: str | None = None,
+        user: str | None = None,
+        plain_http: bool = False,
+        skip_verify: bool = False,
+        chunk_size: int = 0,
+        max_concurrent_uploads: int = 0,
+    ) -> Iterator[TransferProgress]:
+        req = transfer_pb2.PushRequest(
+            ref=ref,
+            remote_ref=remote_ref,
+            platform=_platform_pb(platform),
+            registry=_registry_options(user, plain_http, skip_verify),
+            chunk_size=chunk_size,
+            max_concurrent_uploads=max_concurrent_uploads,
+        )
+        for r in self._c.stream(self._stub.Push, req, timeout=TRANSFER_TIMEOUT):
+            yield _transfer_progress(r)

@@ -19,6 +19,13 @@ over (unknown keys are logged and ignored, as a newer config on an older daemon 
     [timeouts]
     shutdown = 10.0               # ours: seconds in-flight calls get on SIGTERM
 
+    [registry]                    # ours: pulls and pushes (containerd has hosts.toml files)
+    certs_dir = "/etc/pydocker/certs.d"   # <host[:port]>/ca.crt, client.cert + client.key
+    auth_file = "/root/.docker/config.json"  # docker-style auths, read at each pull/push
+    insecure = ["127.0.0.1:5000", "10.0.0.0/8"]  # https unverified, then http (dockerd's)
+    max_concurrent_downloads = 3  # blobs a pull fetches at once (containerd's default)
+    max_concurrent_uploads = 3
+
     [plugins]                     # kept as parsed, for the plugins that read their section
 """
 
@@ -56,6 +63,11 @@ LOG_LEVELS: dict[str, int] = {
 
 # A unix socket path is limited by sockaddr_un.sun_path (108 bytes with the NUL).
 MAX_SOCKET_PATH = 107
+# Registries: the certs.d dir docker uses (ours under /etc/pydocker), and the credentials
+# file root's `docker login` writes, so that a pull as root sees the same logins.
+DEFAULT_CERTS_DIR = "/etc/pydocker/certs.d"
+DEFAULT_AUTH_FILE = "/root/.docker/config.json"
+DEFAULT_CONCURRENCY = 3
 
 
 class ConfigError(InvalidArgument):
@@ -72,6 +84,11 @@ class Config:
     max_recv_message_size: int = DEFAULT_MAX_MESSAGE
     max_send_message_size: int = DEFAULT_MAX_MESSAGE
     shutdown_timeout: float = 10.0
+    certs_dir: Path = Path(DEFAULT_CERTS_DIR)
+    auth_file: Path = Path(DEFAULT_AUTH_FILE)
+    insecure_registries: tuple[str, ...] = ()
+    max_concurrent_downloads: int = DEFAULT_CONCURRENCY
+    max_concurrent_uploads: int = DEFAULT_CONCURRENCY
     plugins: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -90,6 +107,11 @@ class Config:
             raise ConfigError(f"grpc.max_workers must be at least 4, not {self.max_workers}")
         if self.shutdown_timeout < 0:
             raise ConfigError("timeouts.shutdown must not be negative")
+        for key in ("max_concurrent_downloads", "max_concurrent_uploads"):
+            if not 1 <= getattr(self, key) <= 64:
+                raise ConfigError(f"registry.{key} must be between 1 and 64")
+        if not all(isinstance(h, str) and h for h in self.insecure_registries):
+            raise ConfigError("registry.insecure must be a list of host[:port] or CIDR strings")
 
     @property
     def metadata_path(self) -> Path:
@@ -104,7 +126,7 @@ class Config:
         """A copy with the given fields replaced; None values are ignored (unset flags)."""
         given = {k: v for k, v in overrides.items() if v is not None}
         # Absolute, so that a later chdir (or a shim's cwd) never changes what they mean.
-        for key in ("root", "state"):
+        for key in ("root", "state", "certs_dir", "auth_file"):
             if key in given:
                 given[key] = Path(os.path.abspath(given[key]))
         if given.get("address"):
@@ -135,6 +157,13 @@ class Config:
         reader.take(values, "max_workers", "grpc.max_workers", int)
         reader.take(values, "log_level", "debug.level", str)
         reader.take(values, "shutdown_timeout", "timeouts.shutdown", (int, float))
+        reader.take(values, "certs_dir", "registry.certs_dir", str)
+        reader.take(values, "auth_file", "registry.auth_file", str)
+        reader.take(values, "insecure_registries", "registry.insecure", list)
+        reader.take(values, "max_concurrent_downloads", "registry.max_concurrent_downloads", int)
+        reader.take(values, "max_concurrent_uploads", "registry.max_concurrent_uploads", int)
+        if "insecure_registries" in values:
+            values["insecure_registries"] = tuple(values["insecure_registries"])
         plugins = reader.section("plugins")
         reader.take(values, "", "version", int)  # accepted, not needed: one format so far
         reader.warn_unknown()

@@ -41,9 +41,30 @@ class Internal(PyContainerdError):
     grpc_code_name = "INTERNAL"
 
 
+class Unauthenticated(PyContainerdError):
+    """No valid credentials: a registry wants some, or refused those it was given."""
+
+    grpc_code_name = "UNAUTHENTICATED"
+
+
+class PermissionDenied(PyContainerdError):
+    """Authenticated, but not allowed (a registry token without the push action)."""
+
+    grpc_code_name = "PERMISSION_DENIED"
+
+
 _BY_CODE: dict[str, type[PyContainerdError]] = {
     cls.grpc_code_name: cls
-    for cls in (NotFound, AlreadyExists, InvalidArgument, FailedPrecondition, Unavailable, Internal)
+    for cls in (
+        NotFound,
+        AlreadyExists,
+        InvalidArgument,
+        FailedPrecondition,
+        Unavailable,
+        Internal,
+        Unauthenticated,
+        PermissionDenied,
+    )
 }
 
 

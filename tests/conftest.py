@@ -9,6 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.registry import (  # noqa: F401  (fixtures, registered for every test)
+    registry,
+    registry_basic,
+    registry_factory,
+    registry_plain,
+    registry_tls,
+    registry_token,
+)
 from tests.runtimes import (
     RUNTIMES,
     Runtime,

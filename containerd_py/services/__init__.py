@@ -28,6 +28,7 @@ from containerd_py.services import (
     namespaces,
     snapshots,
     tasks,
+    transfer,
     version,
 )
 from containerd_py.services.introspection import PluginInfo
@@ -70,6 +71,7 @@ SERVICES: list[ModuleType] = [
     containers,
     leases,
     tasks,
+    transfer,
 ]
 
 

@@ -84,6 +84,7 @@ SERVICES: dict[str, dict[str, tuple[bool, bool]]] = {
         ["Create", "Delete", "List", "AddResource", "DeleteResource", "ListResources"], UNARY
     ),
     "pycontainerd.services.version.v1.Version": {"Version": UNARY},
+    "pycontainerd.services.transfer.v1.Transfer": dict.fromkeys(["Pull", "Push"], SERVER_STREAM),
     "pycontainerd.services.introspection.v1.Introspection": dict.fromkeys(
         ["Plugins", "Server"], UNARY
     ),
