@@ -230,6 +230,11 @@ class _Beside(threading.Thread):
         if self._error is not None:
             raise self._error
 
+    def failed(self) -> bool:
+        """Whether it ended with an error of its own (not a cancel from elsewhere)."""
+        self.join()
+        return self._error is not None and not isinstance(self._error, Cancelled)
+
 
 class Puller:
     """Pulls images of one namespace; the repository comes per pull."""
@@ -291,6 +296,13 @@ class Puller:
                 )
             try:
                 manifests = fetcher.fetch(root, matchers)
+            except Cancelled:
+                arrivals.close()
+                # Cancelled by the unpack's failure (a layer that does not match its diff
+                # id): that is the error to report.
+                if unpacking is not None and unpacking.failed():
+                    unpacking.result()
+                raise
             except BaseException:
                 arrivals.close()
                 if unpacking is not None:
