@@ -13,6 +13,7 @@ can be read and grepped: `layer-sha256:...: downloading`, `layer-sha256:...: don
 
 from __future__ import annotations
 
+import shutil
 import time
 from typing import TextIO
 
@@ -23,9 +24,12 @@ BAR_WIDTH = 40
 
 
 class ProgressView:
-    def __init__(self, out: TextIO, *, tty: bool, upload: bool = False) -> None:
+    def __init__(
+        self, out: TextIO, *, tty: bool, upload: bool = False, width: int | None = None
+    ) -> None:
         self.out = out
         self.tty = tty
+        self.width = width or shutil.get_terminal_size().columns
         self.moving = "uploading" if upload else "downloading"
         self.started = time.monotonic()
         self._printed: dict[str, str] = {}  # plain mode: the last state printed per blob
@@ -86,6 +90,8 @@ class ProgressView:
         lines.append(self._totals(p))
         if p.status.startswith("unpacking"):
             lines.append(p.status)
+        # A line the terminal wraps would throw the cursor-up count off: cut them.
+        lines = [line[: self.width - 1] for line in lines]
         if self._lines:
             self.out.write(f"\x1b[{self._lines}A\x1b[J")
         self.out.write("\n".join(lines) + "\n")

@@ -24,7 +24,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from containerd_py import errdefs
 from containerd_py.content.store import ContentStore, Writer
@@ -69,12 +69,16 @@ class Fetcher:
         cancel: threading.Event,
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
+        on_stored: Callable[[str], None] | None = None,
     ) -> None:
         self.content = content
         self.repo = repo
         self.progress = progress
         self.cancel = cancel
         self.concurrency = max(1, concurrency)
+        # Told each digest once it is in the store (fetched or found): an unpack running
+        # beside the fetch waits on it.
+        self.on_stored = on_stored
 
     def fetch(
         self, root: Descriptor, platforms: Sequence[PlatformMatcher] | None
@@ -132,7 +136,7 @@ class Fetcher:
         writer = self._writer(desc)
         if writer is None:
             self._label(desc)
-            self.progress.finish(desc.digest, BlobStatus.EXISTS)
+            self._stored(desc, BlobStatus.EXISTS)
             return read_blob(self.content, desc, MAX_MANIFEST_SIZE)
         with writer:
             self.progress.update(desc.digest, BlobStatus.TRANSFERRING)
@@ -160,7 +164,7 @@ class Fetcher:
         writer = self._writer(desc)
         if writer is None:
             self._label(desc)
-            self.progress.finish(desc.digest, BlobStatus.EXISTS)
+            self._stored(desc, BlobStatus.EXISTS)
             return
         with writer:
             offset = writer.offset
@@ -177,13 +181,14 @@ class Fetcher:
     def _copy(self, desc: Descriptor, writer: Writer, offset: int) -> None:
         try:
             stream = self.repo.open_blob(desc, offset)
+            buf = memoryview(bytearray(CHUNK))  # one buffer for the whole blob
             with contextlib.closing(stream):
                 while True:
                     check_cancel(self.cancel)
-                    chunk = stream.read(CHUNK)
-                    if not chunk:
+                    n = stream.readinto(buf)
+                    if not n:
                         break
-                    writer.write(chunk)
+                    writer.write(buf[:n])
                     self.progress.update(desc.digest, offset=writer.offset)
                     if writer.offset > desc.size:
                         break  # the commit says what is wrong
@@ -230,7 +235,7 @@ class Fetcher:
             writer.commit(desc.digest, desc.size, labels)
         except errdefs.AlreadyExists:
             self._label(desc)
-            self.progress.finish(desc.digest, BlobStatus.EXISTS)
+            self._stored(desc, BlobStatus.EXISTS)
             return
         except errdefs.FailedPrecondition:
             # Fewer bytes than the descriptor says: the registry ended the body early. The
@@ -242,7 +247,12 @@ class Fetcher:
         except errdefs.InvalidArgument as e:
             self.progress.update(desc.digest, BlobStatus.FAILED)
             raise DigestMismatch(f"{self._where(desc)}: {_after_colon(str(e))}") from None
-        self.progress.finish(desc.digest, BlobStatus.DONE)
+        self._stored(desc, BlobStatus.DONE)
+
+    def _stored(self, desc: Descriptor, status: BlobStatus) -> None:
+        self.progress.finish(desc.digest, status)
+        if self.on_stored is not None:
+            self.on_stored(desc.digest)
 
     def _label(self, desc: Descriptor) -> None:
         """Add this repository to a stored blob's source label."""

@@ -36,13 +36,15 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from containerd_py import errdefs
 from containerd_py.content.store import ContentStore
+from containerd_py.content.types import Info
 from containerd_py.distribution.fetch import DEFAULT_CONCURRENCY, Fetcher
 from containerd_py.distribution.progress import Progress
 from containerd_py.distribution.remote import RemoteRepository
+from containerd_py.distribution.workers import Cancelled
 from containerd_py.images import mediatypes as mt
 from containerd_py.images.manifest import Descriptor
 from containerd_py.images.platforms import Platform, PlatformMatcher, host_platform
@@ -61,6 +63,8 @@ log = logging.getLogger(__name__)
 # containerd's default for the leases its clients take around a pull.
 LEASE_TTL = timedelta(hours=24)
 LABEL_PULL_REF = "pycontainerd.io/pull.ref"
+# How often an unpack waiting for a blob looks whether the transfer was cancelled.
+CANCEL_POLL = 0.1
 
 # Writes the image record (create, or update the target of an existing name) and
 # publishes its event: the service's part, it owns the event types.
@@ -145,6 +149,93 @@ class PullLeases:
         return dropped
 
 
+class Arrivals:
+    """The digests a fetch has stored so far, for an unpack that runs beside it."""
+
+    def __init__(self, cancel: threading.Event) -> None:
+        self.cancel = cancel
+        self._cond = threading.Condition()
+        self._stored: set[str] = set()
+        self._closed = False
+
+    def stored(self, digest: str) -> None:
+        with self._cond:
+            self._stored.add(digest)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """The fetch is over: whatever is not stored now never will be."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def wait(self, digest: str) -> None:
+        with self._cond:
+            # The cancel is an Event that cannot wake this condition: look at it often.
+            while not self._cond.wait_for(
+                lambda: digest in self._stored or self._closed or self.cancel.is_set(),
+                CANCEL_POLL,
+            ):
+                pass
+            if digest not in self._stored and not self._closed:
+                raise Cancelled("transfer cancelled")
+
+
+class ArrivingContent:
+    """The content store as the unpacker reads it during a pull: a blob is looked at only
+    once the fetch has stored it (or has ended)."""
+
+    def __init__(self, content: ContentStore, arrivals: Arrivals) -> None:
+        self._content = content
+        self._arrivals = arrivals
+
+    def exists(self, digest: str) -> bool:
+        self._arrivals.wait(digest)
+        return self._content.exists(digest)
+
+    def info(self, digest: str) -> Info:
+        self._arrivals.wait(digest)
+        return self._content.info(digest)
+
+    def open(self, digest: str) -> BinaryIO:
+        self._arrivals.wait(digest)
+        return self._content.open(digest)
+
+    def update_labels(
+        self, digest: str, labels: Mapping[str, str], fieldpaths: Sequence[str] | None = None
+    ) -> Info:
+        return self._content.update_labels(digest, labels, fieldpaths)
+
+
+class _Beside(threading.Thread):
+    """Runs `fn` beside the caller; `result()` waits and raises its error. A failure
+    cancels the transfer, so the fetch stops too."""
+
+    def __init__(self, fn: Callable[[], None], cancel: threading.Event) -> None:
+        super().__init__(name="unpack", daemon=True)
+        self._fn = fn
+        self._cancel = cancel
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._fn()
+        except BaseException as e:
+            self._error = e
+            self._cancel.set()
+
+    def result(self) -> None:
+        self.join()
+        if self._error is not None:
+            raise self._error
+
+    def failed(self) -> bool:
+        """Whether it ended with an error of its own (not a cancel from elsewhere)."""
+        self.join()
+        return self._error is not None and not isinstance(self._error, Cancelled)
+
+
 class Puller:
     """Pulls images of one namespace; the repository comes per pull."""
 
@@ -186,10 +277,40 @@ class Puller:
             wanted = list(options.platforms) or [host_platform()]
             matchers = None if options.all_platforms else [PlatformMatcher(p) for p in wanted]
             progress.set_status(f"fetching {root.digest}")
-            fetcher = Fetcher(content, repo, progress, cancel, concurrency=options.concurrency)
-            manifests = fetcher.fetch(root, matchers)
+            arrivals = Arrivals(cancel)
+            fetcher = Fetcher(
+                content,
+                repo,
+                progress,
+                cancel,
+                concurrency=options.concurrency,
+                on_stored=arrivals.stored,
+            )
+            unpacking: _Beside | None = None
             if options.unpack:
-                self._unpack(content, snapshotter, lease, root, wanted, progress)
+                # Layer by layer as they arrive, while the next ones download.
+                arriving = ArrivingContent(content, arrivals)
+                unpacking = _Beside(
+                    lambda: self._unpack(arriving, snapshotter, lease, root, wanted, progress),
+                    cancel,
+                )
+            try:
+                manifests = fetcher.fetch(root, matchers)
+            except Cancelled:
+                arrivals.close()
+                # Cancelled by the unpack's failure (a layer that does not match its diff
+                # id): that is the error to report.
+                if unpacking is not None and unpacking.failed():
+                    unpacking.result()
+                raise
+            except BaseException:
+                arrivals.close()
+                if unpacking is not None:
+                    unpacking.join()  # its error, a cancel, is moot next to the fetch's
+                raise
+            arrivals.close()
+            if unpacking is not None:
+                unpacking.result()
             image = self.record(ns, name, root, options.labels)
             progress.set_status(f"done {name}")
             outcome = Outcome.SUCCEEDED
@@ -203,7 +324,7 @@ class Puller:
 
     def _unpack(
         self,
-        content: ContentStore,
+        content: ContentStore | ArrivingContent,
         snapshotter: str,
         lease: str,
         root: Descriptor,
@@ -211,7 +332,7 @@ class Puller:
         progress: Progress,
     ) -> None:
         unpacker = Unpacker(
-            content,
+            content,  # type: ignore[arg-type]
             self.snapshotters.view(snapshotter, self.namespace, lease),
             leases=self.leases.store,
             work_dir=self.work_dir,

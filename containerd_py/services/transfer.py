@@ -114,8 +114,19 @@ class _Job(threading.Thread):
             self._progress.wake()
 
 
+class Call:
+    """A transfer's stop signals: `cancel` stops the transfer (the caller left, or one of
+    its workers failed); `gone` says the caller left, so nobody waits for an answer."""
+
+    def __init__(self, context: grpc.ServicerContext) -> None:
+        self.cancel = threading.Event()
+        self.gone = threading.Event()
+        context.add_callback(self.gone.set)
+        context.add_callback(self.cancel.set)
+
+
 def follow(
-    job: _Job, progress: Progress, cancel: threading.Event, message: Callable[[Snapshot], Any]
+    job: _Job, progress: Progress, call: Call, message: Callable[[Snapshot], Any]
 ) -> Iterator[Any]:
     """Messages for the job's progress until it ends; its error, if any, is raised.
 
@@ -134,13 +145,13 @@ def follow(
                 yield message(snap)
             if ended:
                 break
-            if cancel.is_set():
+            if call.gone.is_set():
                 return  # nobody is listening any more
             # Collect changes for a moment, then wait for the next one (or a tick).
             job.join(MIN_INTERVAL)
             progress.wait(sent, TICK)
     finally:
-        cancel.set()  # a no-op when the job ended; else (GeneratorExit) it must stop
+        call.cancel.set()  # a no-op when the job ended; else (GeneratorExit) it must stop
     if job.error is not None:
         raise job.error
 
@@ -199,16 +210,15 @@ class TransferService(transfer_pb2_grpc.TransferServicer):
             self._record,
             work_dir=self._work_dir,
         )
-        progress, cancel = Progress(), threading.Event()
-        context.add_callback(cancel.set)
+        progress, call = Progress(), Call(context)
         job = _Job(
-            "pull", lambda: puller.pull(ref, name, repo, options, progress, cancel), progress
+            "pull", lambda: puller.pull(ref, name, repo, options, progress, call.cancel), progress
         )
 
         def message(snap: Snapshot) -> pb.PullResponse:
             return pb.PullResponse(ref=name, status=snap.status, blobs=blobs_pb(snap))
 
-        yield from follow(job, progress, cancel, message)
+        yield from follow(job, progress, call, message)
         image = job.result.image
         final = message(progress.snapshot())
         final.done = True
@@ -260,11 +270,10 @@ class TransferService(transfer_pb2_grpc.TransferServicer):
         pusher = Pusher(self._content.with_namespace(ns))
         plan = pusher.plan(target, options.platform)  # missing content fails before any request
         repo = self._repositories(remote, access(request.registry), True)
-        progress, cancel = Progress(), threading.Event()
-        context.add_callback(cancel.set)
+        progress, call = Progress(), Call(context)
         job = _Job(
             "push",
-            lambda: pusher.push(plan, reference, repo, options, progress, cancel),
+            lambda: pusher.push(plan, reference, repo, options, progress, call.cancel),
             progress,
         )
         name = str(remote) if remote.tag or remote.digest else f"{remote}:latest"
@@ -272,7 +281,7 @@ class TransferService(transfer_pb2_grpc.TransferServicer):
         def message(snap: Snapshot) -> pb.PushResponse:
             return pb.PushResponse(ref=name, status=snap.status, blobs=blobs_pb(snap))
 
-        yield from follow(job, progress, cancel, message)
+        yield from follow(job, progress, call, message)
         final = message(progress.snapshot())
         final.done = True
         final.target.CopyFrom(descriptor_pb(job.result))

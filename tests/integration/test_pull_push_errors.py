@@ -10,6 +10,7 @@ forwarding (it "hung") while the test kills the daemon."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import ROOT, Daemon
-from tests.oci_images import Image, image, layer, write_layout
+from tests.oci_images import Image, Layer, image, layer, write_layout
 from tests.registry import RegistryServer, free_port
 from tests.tcp_proxy import Cut, TcpProxy
 from tests.transfer import (
@@ -123,6 +124,35 @@ def test_a_blob_that_does_not_match_its_digest_is_never_stored(
     line = fails(d, "images", "pull", "--plain-http", f"{registry_plain.host}/big/app:1")
     assert "digest mismatch" in line and bad.digest in line
     _nothing_left(d)
+
+
+def test_a_layer_that_does_not_match_its_diff_id_is_not_recorded(
+    registry_plain: RegistryServer, daemons: DaemonFactory, short_tmp: Path
+) -> None:
+    good = layer({"etc/good": b"good\n"})
+    other = layer({"etc/other": b"other\n"})
+    img = image([good])
+    # The same image, but its config names another layer's diff id: every blob matches
+    # its digest, only unpacking can tell.
+    config = json.loads(img.config.data)
+    config["rootfs"]["diff_ids"][1] = other.diff_id
+    lying = image([Layer(good.blob, other.diff_id)])
+    assert json.loads(lying.config.data) == config
+    layout = write_layout(short_tmp / "lying", {"latest": lying.manifest}, lying.blobs)
+    registry_plain.skopeo(
+        "copy",
+        *registry_plain.skopeo_flags("dest"),
+        f"oci:{layout}:latest",
+        f"docker://{registry_plain.host}/lying/app:1",
+    )
+    d = daemons()
+    line = fails(d, "images", "pull", "--plain-http", f"{registry_plain.host}/lying/app:1")
+    assert f"layer unpacks to {good.diff_id}, but the image config says {other.diff_id}" in line
+    assert image_names(d) == []
+    collect(d)
+    assert content_digests(d) == set()
+    with d.client() as c:
+        assert c.snapshots().list() == []
 
 
 def test_a_pull_cut_off_midway_leaves_no_image_and_the_retry_resumes(

@@ -33,7 +33,7 @@ def _progress(status: str, offset: int, done: bool = False) -> TransferProgress:
 
 def test_terminal_table_is_redrawn_in_place_with_bars() -> None:
     out = io.StringIO()
-    view = ProgressView(out, tty=True)
+    view = ProgressView(out, tty=True, width=250)
     view.update(_progress("transferring", MIB))
     first = out.getvalue()
     assert "\x1b[" not in first  # nothing to move over yet
@@ -49,6 +49,13 @@ def test_terminal_table_is_redrawn_in_place_with_bars() -> None:
     assert redraw.startswith(f"\x1b[{len(lines)}A\x1b[J")
     row = next(line for line in redraw.splitlines() if line.startswith(f"layer-{LAYER}:"))
     assert "done" in row and "|" + "+" * BAR_WIDTH + "|" in row
+
+
+def test_terminal_lines_are_cut_to_the_width() -> None:
+    # A wrapped line would take two rows: the redraw would then climb one row short.
+    out = io.StringIO()
+    ProgressView(out, tty=True, width=60).update(_progress("transferring", MIB))
+    assert max(len(line) for line in out.getvalue().splitlines()) == 59
 
 
 def test_plain_output_is_one_line_per_state() -> None:
