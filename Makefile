@@ -12,7 +12,7 @@ install:
 	$(PYTHON) -m pip install -e '.[test]'
 	$(PYTHON) -m oci_runtime.launcher "$(SCRIPTS)/pyrunc"
 	$(PYTHON) -m oci_runtime.launcher "$(SCRIPTS)/pyctr" cli.ctr:main $(PYCTR_PACKAGES)
-	$(PYTHON) -m compileall -q oci_runtime mkimage cli containerd_py
+	$(PYTHON) -m compileall -q oci_runtime mkimage cli containerd_py shim
 
 test:
 	$(PYTHON) -m pytest -q tests

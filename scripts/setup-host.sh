@@ -13,6 +13,11 @@ if [ -n "$missing" ]; then
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing
 fi
+# The tests start their own registries on free loopback ports; the Debian package's own
+# service (on hosts that run systemd) is not wanted.
+if command -v systemctl >/dev/null && systemctl is-active -q docker-registry 2>/dev/null; then
+  systemctl disable --now docker-registry || true
+fi
 
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 # Replace pip's console scripts for pyrunc and pyctr with fast launchers (python -IS, no
@@ -20,7 +25,7 @@ python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 scripts=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
 python3 -m oci_runtime.launcher "$scripts/pyrunc"
 python3 -m oci_runtime.launcher "$scripts/pyctr" cli.ctr:main typer grpc google.protobuf
-python3 -m compileall -q oci_runtime mkimage cli containerd_py >/dev/null
+python3 -m compileall -q oci_runtime mkimage cli containerd_py shim >/dev/null
 
 # crun 1.8 refuses a hybrid cgroup layout while a controller (hugetlb on these hosts) is
 # still bound to the v2 mount. Give such a controller its own v1 hierarchy, as a v1 host has.
