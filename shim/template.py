@@ -20,8 +20,9 @@ The shim then says "ready <pid>" on the ready pipe exactly as one started by exe
 (shim/bootstrap.py), so `start` waits for it the same way either way.
 
 Forked shims are detached as `start` detaches an exec'd one: the template forks a child
-that starts a new session and forks the shim, then exits; the shim re-parents to init (or
-the nearest subreaper) and nothing of the template stays its parent. The template itself
+that forks the shim and exits; the shim starts a session of its own (it leads it and its
+process group, as an exec'd shim does), re-parents to init (or the nearest subreaper), and
+nothing of the template stays its parent. The template itself
 serves one request at a time in a single thread (a fork takes about a millisecond), exits
 on SIGTERM, and exits by itself when its socket path no longer names its socket (a newer
 template took the place).
@@ -232,6 +233,9 @@ def _fork_shim(conn: socket.socket, params: dict[str, Any], fds: list[int]) -> i
             shim = os.fork()
             if shim == 0:
                 os.close(w)
+                # A session and process group of its own, led by the shim, as for one
+                # started by exec: whoever stops a shim with killpg(shim pid) reaches it.
+                os.setsid()
                 _become_shim(params, ready_w, log_fd)
             os.write(w, str(shim).encode())
         finally:
