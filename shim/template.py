@@ -218,7 +218,9 @@ def _become_shim(params: dict[str, Any], ready_w: int, log_fd: int) -> None:
     os._exit(1)
 
 
-def _fork_shim(conn: socket.socket, params: dict[str, Any], fds: list[int]) -> int:
+def _fork_shim(
+    listener: socket.socket, conn: socket.socket, params: dict[str, Any], fds: list[int]
+) -> int:
     """Fork (child: new session, fork the shim, report its pid, exit); the shim's pid."""
     ready_w, log_fd = fds
     r, w = os.pipe()
@@ -228,6 +230,10 @@ def _fork_shim(conn: socket.socket, params: dict[str, Any], fds: list[int]) -> i
     if child == 0:
         try:
             os.close(r)
+            # Fork copies every fd, close-on-exec or not: a shim holding the listener would
+            # keep the socket accepting after the template is gone, and a start would then
+            # wait for an answer instead of hearing at once that nobody serves there.
+            listener.close()
             conn.close()
             os.setsid()
             shim = os.fork()
@@ -308,7 +314,7 @@ def serve_template(path: str, ready_fd: int = -1) -> int:
                 _answer(conn, {"error": str(e)})
                 continue
             try:
-                answer: dict[str, Any] = {"pid": _fork_shim(conn, params, fds)}
+                answer: dict[str, Any] = {"pid": _fork_shim(listener, conn, params, fds)}
                 _log(
                     f"forked the shim of {params['namespace']}/{params['id']}: pid {answer['pid']}"
                 )

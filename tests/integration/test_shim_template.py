@@ -199,3 +199,25 @@ def test_forked_shims_share_the_template_pages(shims: Any, make: Any, template: 
     e = psutil.Process(execd.pid).memory_full_info()
     print(f"\nforked shim USS {f.uss / 2**20:.1f} MB, exec'd {e.uss / 2**20:.1f} MB")
     assert f.uss < e.uss / 2
+
+
+def test_a_killed_template_leaves_no_listener_in_its_shims(
+    shims: Any, make: Any, template: Template
+) -> None:
+    """The socket file outlives a template killed with -9; the shims it forked must not
+    keep its listening socket open, or a start would connect, then wait for an answer
+    nobody gives instead of hearing at once that no template is there."""
+    s = shims(make(["true"]))
+    start_with(s, template.socket)
+    os.kill(template.pid, signal.SIGKILL)
+    assert wait_gone(template.pid)
+    assert os.path.exists(template.socket)
+    params = {"namespace": "n", "id": "x", "bundle": str(s.bundle), "socket": "/s"}
+    r, w = os.pipe()
+    try:
+        with pytest.raises(TemplateError, match="no shim template"):
+            request_shim(template.socket, params, w, w)
+    finally:
+        os.close(r)
+        os.close(w)
+    assert alive(s.pid)
