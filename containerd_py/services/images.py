@@ -31,7 +31,7 @@ import logging
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -343,19 +343,7 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
             self._gc.schedule()
 
     def _record(self, ns: str, name: str, target: Descriptor, labels: dict[str, str]) -> Image:
-        stored = StoredDescriptor(
-            target.media_type, target.digest, target.size, dict(target.annotations)
-        )
-        image = Image(name=name, target=stored, labels=labels)
-        try:
-            created = self._store.create(ns, image)
-        except AlreadyExists:
-            paths = ["target", *(f"labels.{k}" for k in labels)]
-            updated = self._store.update(ns, image, paths)
-            self._publish_update(ns, updated)
-            return updated
-        self._publish_create(ns, created)
-        return created
+        return record_image(self._store, self._publisher, ns, name, target, labels)
 
     def _publish_create(self, ns: str, image: Image) -> None:
         self._publisher.publish(
@@ -366,6 +354,33 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
         self._publisher.publish(
             ns, topics.IMAGE_UPDATE, events.ImageUpdate(name=image.name, labels=image.labels)
         )
+
+
+def record_image(
+    store: ImageStore,
+    publisher: Publisher,
+    ns: str,
+    name: str,
+    target: Descriptor,
+    labels: Mapping[str, str],
+) -> Image:
+    """Create the image record, or point an existing one of that name at target (the newer
+    import or pull wins, as with containerd), and publish the event that says which."""
+    stored = StoredDescriptor(
+        target.media_type, target.digest, target.size, dict(target.annotations)
+    )
+    image = Image(name=name, target=stored, labels=dict(labels))
+    try:
+        created = store.create(ns, image)
+    except AlreadyExists:
+        paths = ["target", *(f"labels.{k}" for k in labels)]
+        updated = store.update(ns, image, paths)
+        publisher.publish(
+            ns, topics.IMAGE_UPDATE, events.ImageUpdate(name=name, labels=updated.labels)
+        )
+        return updated
+    publisher.publish(ns, topics.IMAGE_CREATE, events.ImageCreate(name=name, labels=created.labels))
+    return created
 
 
 def _name(name: str) -> str:

@@ -22,24 +22,20 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from containerd_py import namespaces
-from containerd_py.api.events.v1 import image_pb2 as events
 from containerd_py.api.services.transfer.v1 import transfer_pb2 as pb
 from containerd_py.api.services.transfer.v1 import transfer_pb2_grpc
-from containerd_py.api.types.v1 import descriptor_pb2
-from containerd_py.content.descriptor import Descriptor as StoredDescriptor
 from containerd_py.content.store import ContentStore
 from containerd_py.distribution.progress import BlobKind, BlobStatus, Progress, Snapshot
 from containerd_py.distribution.pull import Puller, PullLeases, PullOptions
 from containerd_py.distribution.push import Pusher, PushOptions
 from containerd_py.distribution.registry import Access, RepositoryFactory
-from containerd_py.errdefs import AlreadyExists, InvalidArgument, NotFound
-from containerd_py.events import topics
+from containerd_py.errdefs import InvalidArgument, NotFound
 from containerd_py.events.exchange import Publisher
 from containerd_py.images.manifest import Descriptor
 from containerd_py.images.reference import parse_docker_ref, parse_normalized
 from containerd_py.metadata.images import Image, ImageStore
 from containerd_py.metadata.leases import LeaseStore
-from containerd_py.services.images import platform_from_pb
+from containerd_py.services.images import descriptor_pb, platform_from_pb, record_image
 from containerd_py.services.introspection import (
     EVENT_PLUGIN,
     GRPC_PLUGIN,
@@ -75,12 +71,6 @@ _STATUSES = {
     BlobStatus.MOUNTED: pb.BLOB_STATUS_MOUNTED,
     BlobStatus.FAILED: pb.BLOB_STATUS_FAILED,
 }
-
-
-def descriptor_pb(d: Descriptor | StoredDescriptor) -> descriptor_pb2.Descriptor:
-    return descriptor_pb2.Descriptor(
-        media_type=d.media_type, digest=d.digest, size=d.size, annotations=dict(d.annotations)
-    )
 
 
 def blobs_pb(snapshot: Snapshot) -> list[pb.BlobProgress]:
@@ -227,23 +217,7 @@ class TransferService(transfer_pb2_grpc.TransferServicer):
         yield final
 
     def _record(self, ns: str, name: str, target: Descriptor, labels: Mapping[str, str]) -> Image:
-        stored = StoredDescriptor(
-            target.media_type, target.digest, target.size, dict(target.annotations)
-        )
-        image = Image(name=name, target=stored, labels=dict(labels))
-        try:
-            created = self._images.create(ns, image)
-        except AlreadyExists:
-            paths = ["target", *(f"labels.{k}" for k in labels)]
-            updated = self._images.update(ns, image, paths)
-            self._publisher.publish(
-                ns, topics.IMAGE_UPDATE, events.ImageUpdate(name=name, labels=updated.labels)
-            )
-            return updated
-        self._publisher.publish(
-            ns, topics.IMAGE_CREATE, events.ImageCreate(name=name, labels=created.labels)
-        )
-        return created
+        return record_image(self._images, self._publisher, ns, name, target, labels)
 
     # -- push -----------------------------------------------------------------------
 
