@@ -255,14 +255,7 @@ class Fetcher:
             self.on_stored(desc.digest)
 
     def _label(self, desc: Descriptor) -> None:
-        """Add this repository to a stored blob's source label."""
-        try:
-            info = self.content.info(desc.digest)
-            extra = sources.with_repository(info.labels, self.repo.host, self.repo.name)
-            if extra:
-                self.content.update_labels(desc.digest, extra, [f"labels.{k}" for k in extra])
-        except errdefs.NotFound:
-            pass  # collected meanwhile: cannot happen under our lease, harmless anyway
+        sources.record(self.content, desc.digest, self.repo.host, self.repo.name)
 
     def _where(self, desc: Descriptor) -> str:
         return f"{self.repo.host}/{self.repo.name}: blob {desc.digest}"

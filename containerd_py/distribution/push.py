@@ -217,8 +217,4 @@ class Pusher:
     def _label(self, desc: Descriptor, repo: RemoteRepository) -> None:
         """Record that the repository now has the blob: a later push to another repository
         of that registry mounts it from there."""
-        with contextlib.suppress(errdefs.NotFound):
-            info = self.content.info(desc.digest)
-            extra = sources.with_repository(info.labels, repo.host, repo.name)
-            if extra:
-                self.content.update_labels(desc.digest, extra, [f"labels.{k}" for k in extra])
+        sources.record(self.content, desc.digest, repo.host, repo.name)

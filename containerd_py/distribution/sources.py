@@ -12,6 +12,12 @@ repository of the same registry has is mounted across (one POST) rather than upl
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from containerd_py import errdefs
+
+if TYPE_CHECKING:
+    from containerd_py.content.store import ContentStore
 
 PREFIX = "containerd.io/distribution.source."
 
@@ -33,3 +39,13 @@ def with_repository(labels: Mapping[str, str], host: str, repository: str) -> di
     if repository in known:
         return {}
     return {label_key(host): ",".join([*known, repository])}
+
+
+def record(content: ContentStore, digest: str, host: str, repository: str) -> None:
+    """Add `repository` to the stored blob's label for `host`."""
+    try:
+        extra = with_repository(content.info(digest).labels, host, repository)
+        if extra:
+            content.update_labels(digest, extra, [f"labels.{k}" for k in extra])
+    except errdefs.NotFound:
+        pass  # collected meanwhile (not under a lease): there is nothing left to label
