@@ -20,13 +20,13 @@ Each stored blob is labelled with the repository it came from (`sources`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 
 from containerd_py import errdefs
+from containerd_py.content import digests
 from containerd_py.content.store import ContentStore, Writer
 from containerd_py.distribution import sources
 from containerd_py.distribution.progress import BlobStatus, Progress
@@ -144,7 +144,7 @@ class Fetcher:
                 data = self.repo.fetch_manifest(desc)
             except TRANSPORT_ERRORS as e:
                 raise self._lost(desc, e) from None
-            actual = "sha256:" + hashlib.sha256(data).hexdigest()
+            actual = digests.from_bytes(data)
             if actual != desc.digest or len(data) != desc.size:
                 writer.abort()
                 raise DigestMismatch(

@@ -37,7 +37,7 @@ from containerd_py.content.descriptor import (
     Descriptor,
     sniff_media_type,
 )
-from containerd_py.content.digests import is_digest
+from containerd_py.content.digests import from_bytes, is_digest, validate
 from containerd_py.remotes.auth import Authorizer, pull_scope, push_scope
 from containerd_py.remotes.challenge import parse_all
 from containerd_py.remotes.errors import MAX_ERROR_BODY, error_for
@@ -58,10 +58,6 @@ class FetchedManifest(NamedTuple):
 
     def descriptor(self) -> Descriptor:
         return Descriptor(self.media_type, self.digest, len(self.data))
-
-
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _media_type(header: str | None, data: bytes | None = None) -> str:
@@ -333,7 +329,7 @@ class Repository:
         if resp.status != 200:
             raise self._fail(resp, where, what)
         data = resp.read_limited(MAX_MANIFEST_SIZE, f"{where}: manifest")
-        digest = _sha256(data)
+        digest = from_bytes(data)
         announced = resp.header("Docker-Content-Digest")
         if is_digest(ref) and digest != ref:
             raise errdefs.FailedPrecondition(
@@ -347,7 +343,7 @@ class Repository:
 
     def blob_size(self, digest: str) -> int | None:
         """The blob's size if the repository has it, else None."""
-        digest = _blob_digest(digest)
+        digest = validate(digest)
         where = f"{self.name}@{digest}"
         resp = self._request(
             "HEAD",
@@ -367,7 +363,7 @@ class Repository:
     def open_blob(self, digest: str, offset: int = 0, size: int | None = None) -> BlobReader:
         """A stream of the blob from OFFSET. SIZE, when known (from a descriptor), is
         checked too. The caller closes it (it is a context manager)."""
-        digest = _blob_digest(digest)
+        digest = validate(digest)
         if offset < 0 or (size is not None and not 0 <= offset <= size):
             raise errdefs.InvalidArgument(f"invalid offset {offset} for blob {digest}")
         where = f"{self.name}@{digest}"
@@ -407,7 +403,7 @@ class Repository:
     def mount_blob(self, digest: str, from_repo: str) -> bool:
         """Asks the registry to link FROM_REPO's blob here; False when it could not (the
         upload session it opened instead is cancelled)."""
-        digest = _blob_digest(digest)
+        digest = validate(digest)
         query = urllib.parse.urlencode({"mount": digest, "from": from_repo})
         where = f"{self.name}@{digest}"
         resp = self._request(
@@ -430,7 +426,7 @@ class Repository:
     ) -> None:
         """Uploads SIZE bytes of READER as DIGEST: one PUT when CHUNK_SIZE is None, else
         PATCHes of CHUNK_SIZE bytes then a closing PUT. A failed upload is cancelled."""
-        digest = _blob_digest(digest)
+        digest = validate(digest)
         if size < 0 or (chunk_size is not None and chunk_size <= 0):
             raise errdefs.InvalidArgument(f"invalid size or chunk size for blob {digest}")
         where = f"{self.name}@{digest}"
@@ -506,7 +502,7 @@ class Repository:
         """Stores a manifest or index under REF (a tag, or its own digest); returns its
         digest."""
         ref = _check_ref(ref)
-        digest = _sha256(data)
+        digest = from_bytes(data)
         where = f"{self.name}{'@' if is_digest(ref) else ':'}{ref}"
         if is_digest(ref) and ref != digest:
             raise errdefs.FailedPrecondition(f"{where}: digest mismatch: content is {digest}")
@@ -566,12 +562,6 @@ class Repository:
             resp.read_limited(MAX_ERROR_BODY, "cancel")
         except errdefs.PyContainerdError:
             pass
-
-
-def _blob_digest(digest: str) -> str:
-    if not is_digest(digest):
-        raise errdefs.InvalidArgument(f"invalid digest {digest!r}: want sha256: and 64 hex")
-    return digest
 
 
 def _agree(known: int | None, announced: int, where: str, resp: Response) -> int:
