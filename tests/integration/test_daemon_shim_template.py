@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from tests.daemon import Daemon
 from tests.integration.test_daemon_tasks import IMAGE, import_busybox, task_daemon
+from tests.integration.test_shim_server import wait_for
 
 pytestmark = [
     pytest.mark.root,
@@ -22,14 +22,7 @@ pytestmark = [
 ]
 
 
-def wait_for(cond, timeout: float = 30.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+WAIT = 30.0
 
 
 def templates_of(d: Daemon) -> list[int]:
@@ -76,19 +69,19 @@ def end_task(d: Daemon, cid: str) -> None:
 
 
 def test_tasks_get_shims_forked_by_the_template(daemon: Daemon) -> None:
-    template = wait_for(daemon.shim_template_pid, what="the shim template")
+    template = wait_for(daemon.shim_template_pid, WAIT, what="the shim template")
     shim = run_task(daemon, "t1")
     assert f"pid {shim}" in template_log(daemon), template_log(daemon)
     proc = psutil.Process(shim)
     assert proc.ppid() not in (daemon.pid, template)
     assert "serve" in proc.cmdline()
     end_task(daemon, "t1")
-    wait_for(lambda: not psutil.pid_exists(shim), what="the shim to exit after delete")
+    wait_for(lambda: not psutil.pid_exists(shim), WAIT, what="the shim to exit after delete")
     assert psutil.pid_exists(template)
 
 
 def test_template_outlives_kill9_and_is_adopted(daemon: Daemon) -> None:
-    template = wait_for(daemon.shim_template_pid, what="the shim template")
+    template = wait_for(daemon.shim_template_pid, WAIT, what="the shim template")
     run_task(daemon, "t1")
     daemon.kill9()
     assert psutil.pid_exists(template)
@@ -104,13 +97,13 @@ def test_template_outlives_kill9_and_is_adopted(daemon: Daemon) -> None:
 
 
 def test_a_dead_template_is_replaced_and_tasks_still_start(daemon: Daemon) -> None:
-    template = wait_for(daemon.shim_template_pid, what="the shim template")
+    template = wait_for(daemon.shim_template_pid, WAIT, what="the shim template")
     os.kill(template, signal.SIGKILL)
-    wait_for(lambda: not psutil.pid_exists(template), what="the template to die")
+    wait_for(lambda: not psutil.pid_exists(template), WAIT, what="the template to die")
     # The socket is still there but nobody answers: the shim is started by exec.
     shim = run_task(daemon, "t1")
     assert "--socket-dir" in psutil.Process(shim).cmdline()
-    fresh = wait_for(daemon.shim_template_pid, what="a new template")
+    fresh = wait_for(daemon.shim_template_pid, WAIT, what="a new template")
     assert fresh != template
     shim2 = run_task(daemon, "t2")
     assert f"pid {shim2}" in template_log(daemon)
