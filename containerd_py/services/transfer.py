@@ -232,13 +232,13 @@ class TransferService(transfer_pb2_grpc.TransferServicer):
         remote_text = request.remote_ref.strip() or image.name
         remote = parse_normalized(remote_text)
         reference = remote.digest or remote.tag or "latest"
-        options = PushOptions(
-            platform=platform_from_pb(request.platform) if request.HasField("platform") else None,
-            chunk_size=max(0, request.chunk_size),
-            concurrency=_concurrency(request.max_concurrent_uploads, self._uploads),
-        )
         if request.chunk_size < 0:
             raise InvalidArgument(f"push: chunk size {request.chunk_size} is negative")
+        options = PushOptions(
+            platform=platform_from_pb(request.platform) if request.HasField("platform") else None,
+            chunk_size=request.chunk_size,
+            concurrency=_concurrency(request.max_concurrent_uploads, self._uploads),
+        )
         t = image.target
         target = Descriptor(t.media_type, t.digest, t.size, dict(t.annotations))
         pusher = Pusher(self._content.with_namespace(ns))
