@@ -272,6 +272,8 @@ def serve_template(path: str, ready_fd: int = -1) -> int:
     if os.fork() != 0:
         os._exit(0)
     _preload()
+    from shim.manager import write_atomic
+
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     try:
         os.unlink(path)
@@ -285,11 +287,7 @@ def serve_template(path: str, ready_fd: int = -1) -> int:
     listener.listen(64)
     listener.settimeout(CHECK_INTERVAL)
     ino = os.lstat(path).st_ino
-    pidfile = pidfile_of(os.path.dirname(path))
-    tmp = f"{pidfile}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(str(os.getpid()))
-    os.replace(tmp, pidfile)
+    write_atomic(pidfile_of(os.path.dirname(path)), str(os.getpid()).encode())
     # Everything imported so far lives as long as the template: keep the collector off
     # it, in the template and in every shim forked from it.
     gc.collect()
