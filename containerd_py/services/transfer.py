@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -117,12 +117,14 @@ class Call:
 
 def follow(
     job: _Job, progress: Progress, call: Call, message: Callable[[Snapshot], Any]
-) -> Iterator[Any]:
-    """Messages for the job's progress until it ends; its error, if any, is raised.
+) -> Generator[Any, None, bool]:
+    """Messages for the job's progress until it ends; its error, if any, is raised. True
+    once the job ended well: its result is there for the last message.
 
     When the call is cancelled (the caller left, or the daemon is stopping), this returns
-    at once: the job notices the cancel at its next chunk and ends by itself (a daemon
-    thread, so a download stuck on a silent registry never holds up the daemon's exit).
+    False at once: the job notices the cancel at its next chunk and ends by itself (a
+    daemon thread, so a download stuck on a silent registry never holds up the daemon's
+    exit), and there is no result to send nor anyone to send it to.
     """
     job.start()
     sent = -1
@@ -136,7 +138,7 @@ def follow(
             if ended:
                 break
             if call.gone.is_set():
-                return  # nobody is listening any more
+                return False  # nobody is listening any more
             # Collect changes for a moment, then wait for the next one (or a tick).
             job.join(MIN_INTERVAL)
             progress.wait(sent, TICK)
@@ -144,6 +146,7 @@ def follow(
         call.cancel.set()  # a no-op when the job ended; else (GeneratorExit) it must stop
     if job.error is not None:
         raise job.error
+    return True
 
 
 class TransferService(transfer_pb2_grpc.TransferServicer):
@@ -208,7 +211,8 @@ class TransferService(transfer_pb2_grpc.TransferServicer):
         def message(snap: Snapshot) -> pb.PullResponse:
             return pb.PullResponse(ref=name, status=snap.status, blobs=blobs_pb(snap))
 
-        yield from follow(job, progress, call, message)
+        if not (yield from follow(job, progress, call, message)):
+            return
         image = job.result.image
         final = message(progress.snapshot())
         final.done = True
@@ -255,7 +259,8 @@ class TransferService(transfer_pb2_grpc.TransferServicer):
         def message(snap: Snapshot) -> pb.PushResponse:
             return pb.PushResponse(ref=name, status=snap.status, blobs=blobs_pb(snap))
 
-        yield from follow(job, progress, call, message)
+        if not (yield from follow(job, progress, call, message)):
+            return
         final = message(progress.snapshot())
         final.done = True
         final.target.CopyFrom(descriptor_pb(job.result))
