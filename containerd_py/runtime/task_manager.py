@@ -245,9 +245,7 @@ class TaskManager:
         except errdefs.PyContainerdError:
             pass  # it may already be going; `shim delete` makes sure
         # Wait briefly for the shim to go, so a quick re-create finds no old socket.
-        deadline = time.monotonic() + 5
-        while task.conn.alive() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        task.conn.wait_gone(5.0)
         task.conn.close()
 
     def _remove_bundle(self, bundle: Bundle, *, creating: bool = False) -> None:
