@@ -49,6 +49,7 @@ from containerd_py.images.manifest import (
 )
 from containerd_py.images.platforms import PlatformMatcher
 from containerd_py.images.store import read_blob
+from containerd_py.remotes.errors import BodyCutShort
 
 log = logging.getLogger(__name__)
 
@@ -194,20 +195,18 @@ class Fetcher:
                         break  # the commit says what is wrong
         except TRANSPORT_ERRORS as e:
             raise self._lost(desc, e) from None
-        except errdefs.FailedPrecondition as e:
+        except BodyCutShort:
+            # What came is kept for the retry to resume from.
             self.progress.update(desc.digest, BlobStatus.FAILED)
-            if "digest mismatch" in str(e) or writer.offset >= desc.size:
-                # The reader's check failed on the whole body: the bytes are wrong, never
-                # to be resumed from.
-                writer.abort()
-                raise
-            # The body ended early (http.client reports a connection closed mid-body as a
-            # plain end of data, the reader then as a short size): what came is kept for
-            # the retry to resume.
             raise errdefs.Unavailable(
                 f"{self._where(desc)}: connection to the registry lost at {writer.offset}"
                 f" of {desc.size} bytes (a retry resumes from there)"
             ) from None
+        except errdefs.FailedPrecondition:
+            # The bytes are wrong (digest or size over): never to be resumed from.
+            self.progress.update(desc.digest, BlobStatus.FAILED)
+            writer.abort()
+            raise
         except errdefs.Unavailable:
             self.progress.update(desc.digest, BlobStatus.FAILED)
             raise

@@ -20,6 +20,13 @@ from containerd_py import errdefs
 
 MAX_ERROR_BODY = 64 << 10
 
+
+class BodyCutShort(errdefs.Unavailable):
+    """A blob's body ended before its size: what came is sound so far, and a retry can
+    resume from there (http.client reports a connection closed mid-body as a plain end of
+    data). Content that is wrong is a FailedPrecondition instead, never resumed from."""
+
+
 _BY_CODE: dict[str, type[errdefs.PyContainerdError]] = {
     "NAME_UNKNOWN": errdefs.NotFound,
     "MANIFEST_UNKNOWN": errdefs.NotFound,

@@ -40,7 +40,7 @@ from containerd_py.content.descriptor import (
 from containerd_py.content.digests import from_bytes, is_digest, validate
 from containerd_py.remotes.auth import Authorizer, pull_scope, push_scope
 from containerd_py.remotes.challenge import parse_all
-from containerd_py.remotes.errors import MAX_ERROR_BODY, error_for
+from containerd_py.remotes.errors import MAX_ERROR_BODY, BodyCutShort, error_for
 from containerd_py.remotes.hosts import HostConfig
 from containerd_py.remotes.transport import Body, Response, Transport
 
@@ -125,9 +125,11 @@ class BlobReader(io.RawIOBase):
             count -= n
         self.offset = self._base + self._read
 
-    def _fail(self, why: str) -> None:
+    def _fail(
+        self, why: str, error: type[errdefs.PyContainerdError] = errdefs.FailedPrecondition
+    ) -> None:
         self.close()
-        raise errdefs.FailedPrecondition(f"{self._where}: {why}")
+        raise error(f"{self._where}: {why}")
 
     def _verify(self) -> None:
         if self._checked:
@@ -135,6 +137,8 @@ class BlobReader(io.RawIOBase):
         self._checked = True
         end = self._base + self._read
         if self.size is not None and end != self.size:
+            if end < self.size:
+                self._fail(f"body cut short at {end} of {self.size} bytes", BodyCutShort)
             self._fail(f"size mismatch: got {end} bytes, expected {self.size}")
         if self._hash is not None:
             got = "sha256:" + self._hash.hexdigest()
