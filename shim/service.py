@@ -319,6 +319,11 @@ class Task:
         with self._gates_lock:
             return self._start_gates.setdefault(exec_id, threading.Lock())
 
+    def drop_start_gate(self, exec_id: str) -> None:
+        """The process is deleted: its gate goes too (a shim may run many execs)."""
+        with self._gates_lock:
+            self._start_gates.pop(exec_id, None)
+
 
 class TaskService(shim_pb2_grpc.TaskServicer):
     def __init__(
@@ -401,6 +406,7 @@ class TaskService(shim_pb2_grpc.TaskServicer):
         t = task.exit_watchers.pop(exec_id, None)
         if t is not None:
             t.join(5.0)
+        task.drop_start_gate(exec_id)
 
     # -- Create ------------------------------------------------------------------------------
 
