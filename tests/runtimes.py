@@ -208,10 +208,6 @@ def remove_cgroup(path: str) -> None:
 
 
 def remove_cgroup_parent() -> None:
-    for hier in CGROUP_ROOT.iterdir():
-        d = hier / CGROUP_PARENT.strip("/")
-        if d.is_dir():
-            try:
-                d.rmdir()
-            except OSError:
-                pass
+    """The session's whole `/pytest-<pid>` tree, deepest first: a daemon's or a runtime's
+    intermediate dirs that a failed test left empty go with it."""
+    remove_cgroup(CGROUP_PARENT)
