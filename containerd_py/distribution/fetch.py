@@ -245,7 +245,9 @@ class Fetcher:
             ) from None
         except errdefs.InvalidArgument as e:
             self.progress.update(desc.digest, BlobStatus.FAILED)
-            raise DigestMismatch(f"{self._where(desc)}: {_after_colon(str(e))}") from None
+            raise DigestMismatch(
+                f"{self._where(desc)}: digest mismatch: {_after_colon(str(e))}"
+            ) from None
         self._stored(desc, BlobStatus.DONE)
 
     def _stored(self, desc: Descriptor, status: BlobStatus) -> None:

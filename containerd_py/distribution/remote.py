@@ -32,7 +32,8 @@ class RemoteRepository(Protocol):
         ...
 
     def open_blob(self, desc: Descriptor, offset: int = 0) -> BinaryIO:
-        """The blob's bytes from `offset` on."""
+        """The blob's bytes from `offset` on, not checked against the digest: the content
+        store the fetch writes to checks it when it commits."""
         ...
 
     def blob_exists(self, desc: Descriptor) -> bool:

@@ -82,7 +82,13 @@ class BlobReader(io.RawIOBase):
     """
 
     def __init__(
-        self, resp: Response | None, where: str, digest: str, base: int, size: int | None
+        self,
+        resp: Response | None,
+        where: str,
+        digest: str,
+        base: int,
+        size: int | None,
+        verify: bool = True,
     ) -> None:
         super().__init__()
         self._resp = resp
@@ -91,7 +97,7 @@ class BlobReader(io.RawIOBase):
         self.offset = base
         self.size = size
         self._base = base  # the blob offset of the first byte the response carries
-        self._hash = hashlib.sha256() if base == 0 else None
+        self._hash = hashlib.sha256() if base == 0 and verify else None
         self._read = 0
         self._checked = False
 
@@ -364,9 +370,13 @@ class Repository:
         length = resp.header("Content-Length")
         return int(length) if length and length.isdigit() else None
 
-    def open_blob(self, digest: str, offset: int = 0, size: int | None = None) -> BlobReader:
+    def open_blob(
+        self, digest: str, offset: int = 0, size: int | None = None, *, verify: bool = True
+    ) -> BlobReader:
         """A stream of the blob from OFFSET. SIZE, when known (from a descriptor), is
-        checked too. The caller closes it (it is a context manager)."""
+        checked too. The caller closes it (it is a context manager). verify=False leaves
+        the digest to a caller that checks it anyway (the content store, when it commits):
+        one sha256 pass over every layer less."""
         digest = validate(digest)
         if offset < 0 or (size is not None and not 0 <= offset <= size):
             raise errdefs.InvalidArgument(f"invalid offset {offset} for blob {digest}")
@@ -383,7 +393,7 @@ class Repository:
         )
         if offset and resp.status == 416 and size == offset:
             resp.read_limited(MAX_ERROR_BODY, what)
-            return BlobReader(None, where, digest, offset, size)
+            return BlobReader(None, where, digest, offset, size, verify)
         if resp.status not in (200, 206):
             raise self._fail(resp, where, what)
         total = size
@@ -395,10 +405,10 @@ class Repository:
                 raise errdefs.Unavailable(f"{where}: registry answered a range other than asked")
             if m.group(3) != "*":
                 total = _agree(total, int(m.group(3)), where, resp)
-            return BlobReader(resp, where, digest, offset, total)
+            return BlobReader(resp, where, digest, offset, total, verify)
         if length and length.isdigit():
             total = _agree(total, int(length), where, resp)
-        reader = BlobReader(resp, where, digest, 0, total)
+        reader = BlobReader(resp, where, digest, 0, total, verify)
         if offset:
             # The registry ignored Range: what is skipped is hashed, so the digest still holds.
             reader.skip(offset)
