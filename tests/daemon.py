@@ -197,12 +197,21 @@ class Daemon:
 
     def kill_shim_template(self) -> None:
         pid = self.shim_template_pid()
-        if pid is not None:
+        if pid is None:
+            return
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            return
+        # Not our child: it is gone once it is a zombie (init reaps it when it will).
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
             try:
-                os.kill(pid, signal.SIGKILL)
-                psutil.Process(pid).wait(10)
-            except (OSError, psutil.Error):
-                pass
+                if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                    return
+            except psutil.Error:
+                return
+            time.sleep(0.01)
 
 
 @contextmanager

@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,27 @@ def process_create_time(pid: int) -> float | None:
         return None
 
 
+def wait_exit(pid: int, timeout: float, alive: Callable[[], bool]) -> bool:
+    """Wait up to timeout seconds for process pid (not our child) to exit; whether it did.
+    alive() says whether pid is still the process meant (not a reused pid). A pidfd wakes
+    us the moment it exits: polling would add half its interval to every task delete, and
+    waiting for the process to vanish would wait for whoever reaps it (init here reaps
+    its adopted children only every second or so)."""
+    if not alive():
+        return True
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return not alive()
+    try:
+        if not alive():  # the pid was reused before the pidfd was opened
+            return True
+        ready, _, _ = select.select([fd], [], [], timeout)
+        return bool(ready)
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class ShimConnection:
     """A dialed shim: its address, pid and a Task stub."""
@@ -119,22 +141,9 @@ class ShimConnection:
         return process_create_time(self.info.shim_pid) == self.info.create_time
 
     def wait_gone(self, timeout: float) -> bool:
-        """Wait up to timeout seconds for the shim process to exit; whether it did. A
-        pidfd wakes us the moment it exits (a shim exits within a few ms of Shutdown;
-        polling would add half its interval to every task delete)."""
-        if not self.alive():
-            return True
-        try:
-            fd = os.pidfd_open(self.info.shim_pid)
-        except OSError:
-            return not self.alive()
-        try:
-            if not self.alive():  # the pid was reused before the pidfd was opened
-                return True
-            ready, _, _ = select.select([fd], [], [], timeout)
-            return bool(ready)
-        finally:
-            os.close(fd)
+        """Wait up to timeout seconds for the shim process to exit; whether it did (a
+        shim exits within a few ms of Shutdown)."""
+        return wait_exit(self.info.shim_pid, timeout, self.alive)
 
     def close(self) -> None:
         self.channel.close()
@@ -207,14 +216,10 @@ class ShimManager:
             os.kill(pid, signal.SIGTERM)
         except OSError:
             return
-        try:
-            psutil.Process(pid).wait(5)
-        except psutil.TimeoutExpired:
+        if not wait_exit(pid, 5.0, lambda: self.template_pid() == pid):
             # It may exit between the wait and the kill: the daemon's stop must go on.
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        except psutil.Error:
-            pass
         from shim.template import pidfile_of
 
         for path in (self.template_socket, pidfile_of(str(self.socket_dir))):
