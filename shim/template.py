@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 SOCKET_NAME = "template"
 PIDFILE_NAME = "template.pid"
+CODEFILE_NAME = "template.code"
+CODE_PACKAGES = ("shim", "oci_runtime", os.path.join("containerd_py", "api"))
 MAX_MESSAGE = 64 * 1024
 CHECK_INTERVAL = 5.0  # seconds between checks that the socket path is still ours
 FIELDS = ("namespace", "id", "bundle", "socket", "socket_dir", "address", "log_level")
@@ -54,6 +56,33 @@ class TemplateError(Exception):
 
 def socket_of(socket_dir: str) -> str:
     return os.path.join(socket_dir, SOCKET_NAME)
+
+
+def codefile_of(socket_dir: str) -> str:
+    return os.path.join(socket_dir, CODEFILE_NAME)
+
+
+def code_fingerprint() -> str:
+    """What code a shim forked now would run: the size and mtime of every module of the
+    packages a serving shim imports. A daemon that finds a template whose fingerprint is
+    not its own (the stack was upgraded under a running template) replaces it, so no
+    task gets a shim of the old code."""
+    import hashlib
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    h = hashlib.sha256()
+    for package in CODE_PACKAGES:
+        top = os.path.join(root, package)
+        for dirpath, dirnames, filenames in os.walk(top):
+            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+            for name in sorted(filenames):
+                if name.endswith(".py"):
+                    path = os.path.join(dirpath, name)
+                    st = os.stat(path)
+                    h.update(
+                        f"{os.path.relpath(path, root)} {st.st_size} {st.st_mtime_ns}\n".encode()
+                    )
+    return h.hexdigest()
 
 
 def pidfile_of(socket_dir: str) -> str:
@@ -287,7 +316,9 @@ def serve_template(path: str, ready_fd: int = -1) -> int:
     listener.listen(64)
     listener.settimeout(CHECK_INTERVAL)
     ino = os.lstat(path).st_ino
-    write_atomic(pidfile_of(os.path.dirname(path)), str(os.getpid()).encode())
+    socket_dir = os.path.dirname(path)
+    write_atomic(codefile_of(socket_dir), code_fingerprint().encode())
+    write_atomic(pidfile_of(socket_dir), str(os.getpid()).encode())
     # Everything imported so far lives as long as the template: keep the collector off
     # it, in the template and in every shim forked from it.
     gc.collect()

@@ -158,6 +158,7 @@ class ShimManager:
         self._template_lock = threading.Lock()
         self._template_starting = False
         self._template_thread: threading.Thread | None = None
+        self._replace_stale_template()
         self.ensure_template()
 
     # -- the shim template ---------------------------------------------------------------
@@ -180,6 +181,21 @@ class ShimManager:
         if "template" not in cmdline or self.template_socket not in cmdline:
             return None  # a reused pid
         return pid if os.path.exists(self.template_socket) else None
+
+    def _replace_stale_template(self) -> None:
+        """A template left by an earlier daemon is adopted only if it runs this code: the
+        stack may have been upgraded since it started. (Its shims are not touched.)"""
+        from shim.template import code_fingerprint, codefile_of
+
+        if self.template_pid() is None:
+            return
+        try:
+            theirs = Path(codefile_of(str(self.socket_dir))).read_text()
+        except OSError:
+            theirs = ""
+        if theirs != code_fingerprint():
+            log.info("the shim template runs other code than this daemon: replacing it")
+            self.close()
 
     def ensure_template(self) -> None:
         """Start a template in the background unless one is alive or starting."""
@@ -220,9 +236,13 @@ class ShimManager:
             # It may exit between the wait and the kill: the daemon's stop must go on.
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        from shim.template import pidfile_of
+        from shim.template import codefile_of, pidfile_of
 
-        for path in (self.template_socket, pidfile_of(str(self.socket_dir))):
+        for path in (
+            self.template_socket,
+            pidfile_of(str(self.socket_dir)),
+            codefile_of(str(self.socket_dir)),
+        ):
             try:
                 os.unlink(path)
             except FileNotFoundError:

@@ -34,6 +34,14 @@ def templates_of(d: Daemon) -> list[int]:
     return out
 
 
+def gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie nobody has reaped yet (not our child)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def template_log(d: Daemon) -> str:
     try:
         return (d.state / "s" / "template.log").read_text()
@@ -76,15 +84,15 @@ def test_tasks_get_shims_forked_by_the_template(daemon: Daemon) -> None:
     assert proc.ppid() not in (daemon.pid, template)
     assert "serve" in proc.cmdline()
     end_task(daemon, "t1")
-    wait_for(lambda: not psutil.pid_exists(shim), WAIT, what="the shim to exit after delete")
-    assert psutil.pid_exists(template)
+    wait_for(lambda: gone(shim), WAIT, what="the shim to exit after delete")
+    assert not gone(template)
 
 
 def test_template_outlives_kill9_and_is_adopted(daemon: Daemon) -> None:
     template = wait_for(daemon.shim_template_pid, WAIT, what="the shim template")
     run_task(daemon, "t1")
     daemon.kill9()
-    assert psutil.pid_exists(template)
+    assert not gone(template)
     daemon.start()
     shim = run_task(daemon, "t2")
     assert f"pid {shim}" in template_log(daemon)
@@ -92,14 +100,14 @@ def test_template_outlives_kill9_and_is_adopted(daemon: Daemon) -> None:
     end_task(daemon, "t1")
     end_task(daemon, "t2")
     daemon.stop()
-    assert not psutil.pid_exists(template) or psutil.Process(template).status() == "zombie"
+    assert gone(template)
     assert not (daemon.state / "s" / "template").exists()
 
 
 def test_a_dead_template_is_replaced_and_tasks_still_start(daemon: Daemon) -> None:
     template = wait_for(daemon.shim_template_pid, WAIT, what="the shim template")
     os.kill(template, signal.SIGKILL)
-    wait_for(lambda: not psutil.pid_exists(template), WAIT, what="the template to die")
+    wait_for(lambda: gone(template), WAIT, what="the template to die")
     # The socket is still there but nobody answers: the shim is started by exec.
     shim = run_task(daemon, "t1")
     assert "--socket-dir" in psutil.Process(shim).cmdline()
@@ -108,4 +116,23 @@ def test_a_dead_template_is_replaced_and_tasks_still_start(daemon: Daemon) -> No
     shim2 = run_task(daemon, "t2")
     assert f"pid {shim2}" in template_log(daemon)
     end_task(daemon, "t1")
+    end_task(daemon, "t2")
+
+
+def test_a_template_of_other_code_is_replaced_on_restart(daemon: Daemon) -> None:
+    """A daemon restarted after an upgrade must not adopt a template that still runs the
+    old code: the template records what it runs, and the daemon compares."""
+    old = wait_for(daemon.shim_template_pid, what="the shim template")
+    run_task(daemon, "t1")
+    daemon.kill9()
+    (daemon.state / "s" / "template.code").write_text("code of another version")
+    daemon.start()
+    fresh = wait_for(
+        lambda: (p := daemon.shim_template_pid()) not in (None, old) and p, what="a new template"
+    )
+    wait_for(lambda: gone(old), what="the old template to exit")
+    assert templates_of(daemon) == [fresh]
+    shim = run_task(daemon, "t2")
+    assert f"pid {shim}" in template_log(daemon)
+    end_task(daemon, "t1")  # the old template's shim still serves its task
     end_task(daemon, "t2")
