@@ -1,6 +1,6 @@
 PYTHON ?= python3
 
-.PHONY: install test test-unit lint bench proto proto-check image
+.PHONY: install test test-unit test-layer-runc lint bench proto proto-check image
 
 SCRIPTS = $$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
 # pyctr's launcher needs the site-packages of these (python -S leaves site-packages out).
@@ -19,6 +19,14 @@ test:
 
 test-unit:
 	$(PYTHON) -m pytest -q tests/unit
+
+# The containerd layer's tests (daemon, shim, pyctr, chaos, gc) with runc under every task
+# (RUNTIME=crun for crun); `make test` runs them on pyrunc and a runc subset.
+RUNTIME ?= runc
+LAYER_TESTS = tests/integration/test_daemon_*.py tests/integration/test_shim_*.py \
+	tests/integration/test_ctr_*.py tests/integration/test_chaos.py tests/integration/test_gc.py
+test-layer-runc:
+	PYCONTAINERD_TEST_RUNTIME=$(RUNTIME) $(PYTHON) -m pytest -q $(LAYER_TESTS)
 
 lint:
 	$(PYTHON) -m ruff check .
