@@ -130,10 +130,13 @@ class Server:
         self.grpc_server = server
 
     def wait(self) -> str:
-        """Block until it is time to go; why ("shutdown" or "idle")."""
+        """Block until it is time to go; why ("shutdown", "idle" or "orphaned")."""
         svc = self.service
         tick = max(0.05, min(1.0, self.idle_timeout / 4))
         while not svc.shutdown_requested.wait(tick):
+            if svc.orphaned():
+                log.warning("the bundle %s is gone and no process runs: exiting", self.bundle)
+                return "orphaned"
             idle = svc.idle_for()
             if idle is not None and idle >= self.idle_timeout:
                 log.info("no task and no call for %.1fs: exiting", idle)

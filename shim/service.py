@@ -367,6 +367,18 @@ class TaskService(shim_pb2_grpc.TaskServicer):
             raise NotFound(f"exec {exec_id!r} of task {task.id!r} not found")
         return p
 
+    def orphaned(self) -> bool:
+        """The bundle is gone and no process of ours still runs: whoever removed the
+        task's state without a Delete (a crashed daemon's clean-up, an operator) will not
+        come back for it, so the shim need not wait out its idle time with a task."""
+        if os.path.isdir(self.bundle):
+            return False
+        with self._lock:
+            if self._creating:
+                return False
+            procs = [p for t in self.tasks.values() for p in (t.init, *t.init.execs.values())]
+        return all(p.state in (State.STOPPED, State.DELETED) for p in procs)
+
     def idle_for(self) -> float | None:
         """Seconds since the last call, None while a task exists (never idle then)."""
         with self._lock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -765,3 +766,21 @@ def _ready_ms(bundle: Path) -> float | None:
 
     m = re.search(r"ready in (\d+) ms", (bundle / "shim.log").read_text())
     return float(m.group(1)) if m else None
+
+
+def test_shim_whose_bundle_is_removed_exits_once_nothing_runs(shims: Any, make: Any) -> None:
+    """A task's state removed without a Delete (a crashed daemon's clean-up): the shim keeps
+    serving while the container runs, and leaves once nothing of it runs any more, instead
+    of waiting forever for a Delete that will not come."""
+    bundle = make(["sleep", "300"])
+    s = shims(bundle, idle_timeout=1.0)
+    s.start()
+    pid = s.create(log=False)
+    s.start_task()
+    shutil.rmtree(bundle)
+    time.sleep(1.0)  # several of the shim's checks
+    assert alive(s.pid) and s.state().status == types.RUNNING
+    # The runtime cannot be driven without the bundle (runc logs into it): the container
+    # ends by itself, as far as the shim can tell.
+    os.kill(pid, signal.SIGKILL)
+    assert wait_gone(s.pid, 10), "the shim of a removed bundle stayed after its task exited"
