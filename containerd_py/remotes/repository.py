@@ -38,6 +38,7 @@ from containerd_py.content.descriptor import (
     sniff_media_type,
 )
 from containerd_py.content.digests import from_bytes, is_digest, validate
+from containerd_py.images.manifest import MAX_MANIFEST_SIZE
 from containerd_py.remotes.auth import Authorizer, pull_scope, push_scope
 from containerd_py.remotes.challenge import parse_all
 from containerd_py.remotes.errors import MAX_ERROR_BODY, BodyCutShort, error_for
@@ -45,7 +46,6 @@ from containerd_py.remotes.hosts import HostConfig
 from containerd_py.remotes.transport import Body, Response, Transport
 
 MANIFEST_ACCEPT = (DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_MANIFEST, OCI_INDEX)
-MAX_MANIFEST_SIZE = 4 << 20
 UPLOAD_BLOCK = 1 << 20
 _GENERIC_TYPES = frozenset({"", "application/json", "text/plain", "application/octet-stream"})
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
