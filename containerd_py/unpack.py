@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING
 from containerd_py.archive import apply_layer
 from containerd_py.archive.apply import WhiteoutMode
 from containerd_py.errdefs import AlreadyExists, InvalidArgument, NotFound
-from containerd_py.images.errors import InvalidManifestError
+from containerd_py.images.errors import BlobNotFoundError, InvalidManifestError
 from containerd_py.images.manifest import (
     MAX_CONFIG_SIZE,
     MAX_MANIFEST_SIZE,
@@ -62,7 +62,7 @@ from containerd_py.images.manifest import (
     resolve_manifest,
 )
 from containerd_py.images.platforms import Platform
-from containerd_py.images.store import ContentStore, open_blob, read_blob
+from containerd_py.images.store import ContentStore, read_blob
 from containerd_py.snapshots.mount import Mount, MountSyscalls, mount_all, unmount_all
 from containerd_py.snapshots.snapshotter import Kind
 
@@ -236,7 +236,11 @@ class Unpacker:
         key = f"extract-{secrets.token_hex(6)}-{chain}"
         mounts = self.snapshotter.prepare(key, parent, {LABEL_SNAPSHOT_REF: chain})
         try:
-            with open_blob(self.content, layer) as blob:
+            # Not re-hashed here: the store checked the digest when the blob was committed,
+            # and what is applied is checked against the layer's diff id as it unpacks.
+            if not self.content.exists(layer.digest):
+                raise BlobNotFoundError(f"content {layer.digest} ({layer.media_type}) not found")
+            with self.content.open(layer.digest) as blob:
                 self._apply(mounts, blob, layer, diff_id)
             try:
                 self.snapshotter.commit(chain, key)
