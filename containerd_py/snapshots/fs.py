@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import shutil
 import stat
 
@@ -139,27 +138,18 @@ def disk_usage(path: str) -> Usage:
     return Usage(size, inodes)
 
 
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo octal.
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
 def mountpoints_under(path: str, mountinfo: str = "/proc/self/mountinfo") -> set[str]:
     """Mount points strictly inside `path`, bind mounts of the same filesystem included."""
+    # Imported here: remove_tree is the only user, and the cgroups package is not small.
+    from oci_runtime.cgroups.mountinfo import parse_mountinfo
+
     root = os.path.realpath(path).rstrip("/") + "/"
     try:
         with open(mountinfo) as f:
-            lines = f.readlines()
+            text = f.read()
     except OSError:
         return set()
-    found = set()
-    for line in lines:
-        fields = line.split()
-        if len(fields) > 4:
-            mp = _unescape(fields[4])
-            if mp.startswith(root):
-                found.add(mp)
-    return found
+    return {m.mountpoint for m in parse_mountinfo(text) if m.mountpoint.startswith(root)}
 
 
 def remove_tree(path: str) -> None:
