@@ -8,7 +8,6 @@
     address         shim start        shim start (idempotence), tests
     shim.pid        shim start        shim delete
     exit            shim, atomic      shim delete, so an exit seen while we were down is kept
-    output.log      shim              Tasks.Logs (json-file)
 
 The bundle is what survives a daemon crash: the daemon keeps no running state of its own,
 so everything needed to re-find a shim lives here.
@@ -18,16 +17,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from containerd_py import errdefs
+from shim.manager import mounts_under
 
 BOOTSTRAP_FILE = "bootstrap.json"
-LOG_FILE = "output.log"
 DIR_MODE = 0o711
 
 
@@ -60,16 +58,12 @@ class Bundle:
     def at(cls, state: Path, namespace: str, task_id: str) -> Bundle:
         return cls(namespace, task_id, Path(state) / "tasks" / namespace / task_id)
 
-    @property
-    def log_path(self) -> Path:
-        return self.path / LOG_FILE
-
     def create(self, spec: dict[str, Any]) -> None:
         """Make the dir with config.json; a leftover dir of an earlier life is replaced,
         unless something is still mounted in it (rmtree would delete through the mount
         into the container's snapshot)."""
         if self.path.exists():
-            busy = mounts_under(self.path)
+            busy = mounts_under(str(self.path))
             if busy:
                 raise errdefs.FailedPrecondition(
                     f"task bundle {self.path} still has mounts ({busy[0]}): not replacing it"
@@ -95,18 +89,6 @@ class Bundle:
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
-
-
-def mounts_under(path: Path) -> list[str]:
-    """Mount points at or below `path` (from /proc/self/mountinfo, octal escapes undone)."""
-    real = os.path.realpath(path)
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
-            if point == real or point.startswith(real + "/"):
-                found.append(point)
-    return found
 
 
 def existing(state: Path) -> list[Bundle]:
