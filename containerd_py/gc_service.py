@@ -47,7 +47,6 @@ class GCScheduler:
         self._busy = False  # the thread has taken a request and is (about to be) collecting
         self._run_lock = threading.Lock()  # one collection at a time, in any thread
         self.runs = 0
-        self.last_report: GCReport | None = None
         self._thread = threading.Thread(target=self._loop, name="gc-scheduler", daemon=True)
         self._thread.start()
 
@@ -61,11 +60,6 @@ class GCScheduler:
                 self._first = now
             self._last = now
             self._cond.notify_all()
-
-    @property
-    def pending(self) -> bool:
-        with self._cond:
-            return self._first is not None
 
     def collect_now(self) -> GCReport:
         """Collect in this thread; a pending scheduled run is covered by this one."""
@@ -98,7 +92,6 @@ class GCScheduler:
         with self._run_lock:
             report = self._collect()
             self.runs += 1
-            self.last_report = report
             if report.errors:
                 log.warning("gc: %d errors: %s", len(report.errors), "; ".join(report.errors))
             return report
