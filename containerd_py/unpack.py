@@ -183,10 +183,6 @@ class Unpacker:
     def rootfs(self, target: Descriptor, platform: Platform | str | None = None) -> RootFS:
         return resolve_rootfs(store_fetcher(self.content), target, platform)
 
-    def is_unpacked(self, target: Descriptor, platform: Platform | str | None = None) -> bool:
-        rootfs = self.rootfs(target, platform)
-        return self._committed(rootfs.chain_id)
-
     def unpack(self, target: Descriptor, platform: Platform | str | None = None) -> UnpackResult:
         rootfs = self.rootfs(target, platform)
         if not rootfs.layers:
