@@ -35,7 +35,7 @@ import grpc
 from google.protobuf import any_pb2, field_mask_pb2
 
 from containerd_py import errdefs
-from containerd_py.config import DEFAULT_ADDRESS
+from containerd_py.config import DEFAULT_ADDRESS, DEFAULT_MAX_MESSAGE, grpc_target
 from containerd_py.namespaces import DEFAULT as DEFAULT_NAMESPACE
 from containerd_py.namespaces import METADATA_KEY
 
@@ -235,12 +235,10 @@ class Client:
         self.lease = lease
         self._owns_channel = _channel is None
         self.channel = _channel or grpc.insecure_channel(
-            # grpc's "unix:" target takes the path as is: make it absolute so the cwd
-            # never matters.
-            "unix:" + os.path.abspath(address),
+            grpc_target(address),
             options=[
-                ("grpc.max_receive_message_length", 16 << 20),
-                ("grpc.max_send_message_length", 16 << 20),
+                ("grpc.max_receive_message_length", DEFAULT_MAX_MESSAGE),
+                ("grpc.max_send_message_length", DEFAULT_MAX_MESSAGE),
             ],
         )
 

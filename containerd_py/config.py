@@ -49,6 +49,12 @@ DEFAULT_STATE = "/run/pycontainerd"
 # containerd's gRPC message size limit, both ways.
 DEFAULT_MAX_MESSAGE = 16 << 20
 
+
+def grpc_target(address: str) -> str:
+    """The grpc target of a socket path (absolute, so the cwd never matters)."""
+    return "unix:" + os.path.abspath(address)
+
+
 # containerd's level names (logrus), mapped onto Python's.
 LOG_LEVELS: dict[str, int] = {
     "trace": logging.DEBUG,

@@ -37,7 +37,7 @@ import grpc
 from google.protobuf.message import DecodeError
 
 from containerd_py import errdefs, services
-from containerd_py.config import Config
+from containerd_py.config import Config, grpc_target
 from containerd_py.events.exchange import Exchange
 from containerd_py.interceptors import ErrorInterceptor
 from containerd_py.metadata.db import MetadataDB
@@ -55,11 +55,6 @@ DIR_MODE = 0o711
 
 class AddressInUse(errdefs.FailedPrecondition):
     """Another server answers on the socket, or something else is in the way."""
-
-
-def grpc_target(address: str) -> str:
-    """The grpc target of a socket path (absolute, so the cwd never matters)."""
-    return "unix:" + os.path.abspath(address)
 
 
 def _lock_address(address: str) -> int:
