@@ -227,21 +227,6 @@ class Publisher:
 # -- OOM -------------------------------------------------------------------------------------
 
 
-def _unescape_mountinfo(s: str) -> str:
-    # Mount points in mountinfo escape space, tab, newline and backslash as \ooo.
-    if "\\" not in s:
-        return s
-    out, i = [], 0
-    while i < len(s):
-        if s[i] == "\\" and i + 3 < len(s) and s[i + 1 : i + 4].isdigit():
-            out.append(chr(int(s[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(s[i])
-            i += 1
-    return "".join(out)
-
-
 def memory_cgroup(
     pid: int, *, proc: str = "/proc", mountinfo: str | None = None
 ) -> tuple[str, str] | None:
@@ -250,11 +235,13 @@ def memory_cgroup(
     Reads /proc/<pid>/cgroup (paths relative to the shim's cgroup namespace, the host's)
     and the shim's mountinfo to find where the hierarchy is mounted.
     """
+    from oci_runtime.cgroups.mountinfo import cgroup_mounts, controllers_of
+
     try:
         with open(f"{proc}/{pid}/cgroup") as f:
             lines = f.read().splitlines()
         with open(mountinfo or f"{proc}/self/mountinfo") as f:
-            mounts = f.read().splitlines()
+            mounts = cgroup_mounts(f.read())
     except OSError:
         return None
     v1_rel = v2_rel = None
@@ -268,17 +255,10 @@ def memory_cgroup(
             v1_rel = parts[2]
     v1_mnt = v2_mnt = None
     for m in mounts:
-        left, sep, right = m.partition(" - ")
-        if not sep:
-            continue
-        fields, tail = left.split(), right.split()
-        if len(fields) < 5 or len(tail) < 3:
-            continue
-        root, point = _unescape_mountinfo(fields[3]), _unescape_mountinfo(fields[4])
-        if tail[0] == "cgroup" and "memory" in tail[2].split(",") and v1_mnt is None:
-            v1_mnt = (root, point)
-        elif tail[0] == "cgroup2" and v2_mnt is None:
-            v2_mnt = (root, point)
+        if m.fstype == "cgroup" and v1_mnt is None and "memory" in controllers_of(m.super_options):
+            v1_mnt = (m.root, m.mountpoint)
+        elif m.fstype == "cgroup2" and v2_mnt is None:
+            v2_mnt = (m.root, m.mountpoint)
 
     def join(mnt: tuple[str, str], rel: str) -> str:
         root, point = mnt
