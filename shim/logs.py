@@ -199,11 +199,9 @@ class LogWriter:
             os.write(2, f"pycontainerd-shim: rotating {self.path}: {e}\n".encode())
 
     def close(self) -> None:
+        for stream in list(self._carry):
+            self.end_stream(stream)
         with self._lock:
-            for stream in list(self._carry):
-                rest = self._carry.pop(stream)
-                if rest:
-                    self._emit(stream, [(rest, False)])
             if self._fd >= 0:
                 os.close(self._fd)
                 self._fd = -1
@@ -396,8 +394,7 @@ def _open_all(path: str) -> list[int]:
             return fds
         fds.append(head)
         try:
-            st = os.stat(path)
-            same = (st.st_ino, st.st_dev) == (lambda s: (s.st_ino, s.st_dev))(os.fstat(head))
+            same = os.path.samestat(os.stat(path), os.fstat(head))
         except FileNotFoundError:
             same = False
         if same:
@@ -556,7 +553,7 @@ def _follow(
                     fd, pos, carry = os.open(path, os.O_RDONLY | os.O_CLOEXEC), 0, b""
                     continue
                 cur = os.fstat(fd)
-                if (st.st_ino, st.st_dev) != (cur.st_ino, cur.st_dev):
+                if not os.path.samestat(st, cur):
                     # Rotated: this fd has been read to its end (the writer finishes a file
                     # before renaming it), so the new file is next.
                     os.close(fd)
