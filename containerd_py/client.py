@@ -818,6 +818,12 @@ def _descriptor(d: descriptor_pb2.Descriptor) -> Descriptor:
     return Descriptor(d.media_type, d.digest, d.size, dict(d.annotations))
 
 
+def _descriptor_pb(d: Descriptor) -> descriptor_pb2.Descriptor:
+    return descriptor_pb2.Descriptor(
+        media_type=d.media_type, digest=d.digest, size=d.size, annotations=dict(d.annotations)
+    )
+
+
 def _images_descriptor(d: Descriptor) -> Any:
     from containerd_py.images.manifest import Descriptor as OCIDescriptor
 
@@ -921,16 +927,7 @@ class ImageService:
     def create(
         self, name: str, target: Descriptor, labels: Mapping[str, str] | None = None
     ) -> Image:
-        img = images_pb2.Image(
-            name=name,
-            target=descriptor_pb2.Descriptor(
-                media_type=target.media_type,
-                digest=target.digest,
-                size=target.size,
-                annotations=dict(target.annotations),
-            ),
-            labels=dict(labels or {}),
-        )
+        img = images_pb2.Image(name=name, target=_descriptor_pb(target), labels=dict(labels or {}))
         return _image(self._c.call(self._stub.Create, images_pb2.CreateRequest(image=img)).image)
 
     def update(
@@ -943,14 +940,7 @@ class ImageService:
     ) -> Image:
         img = images_pb2.Image(name=name, labels=dict(labels or {}))
         if target is not None:
-            img.target.CopyFrom(
-                descriptor_pb2.Descriptor(
-                    media_type=target.media_type,
-                    digest=target.digest,
-                    size=target.size,
-                    annotations=dict(target.annotations),
-                )
-            )
+            img.target.CopyFrom(_descriptor_pb(target))
         req = images_pb2.UpdateRequest(image=img, update_mask=_mask(paths))
         return _image(self._c.call(self._stub.Update, req).image)
 
@@ -1107,6 +1097,7 @@ class ContentService:
 
     def fetcher(self) -> Any:
         """Verified bytes of a (small) blob by descriptor, for manifest walking."""
+        from containerd_py.images.digests import sha256_digest
         from containerd_py.images.errors import CorruptBlobError
         from containerd_py.images.manifest import MAX_CONFIG_SIZE
 
@@ -1114,7 +1105,7 @@ class ContentService:
             if desc.size > MAX_CONFIG_SIZE:
                 raise CorruptBlobError(f"{desc.digest}: {desc.size} bytes is too large to read")
             data = self.read(desc.digest)
-            if len(data) != desc.size or _sha256(data) != desc.digest:
+            if len(data) != desc.size or sha256_digest(data) != desc.digest:
                 raise CorruptBlobError(f"{desc.digest}: content does not match its descriptor")
             return data
 
@@ -1321,12 +1312,6 @@ class _ChunkReader(io.RawIOBase):
         return n
 
 
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 # -- tasks ---------------------------------------------------------------------------------
 
 _TASK_STATUS = {0: "UNKNOWN", 1: "CREATED", 2: "RUNNING", 3: "STOPPED", 4: "PAUSED", 5: "PAUSING"}
@@ -1353,6 +1338,10 @@ class ExitStatus:
     pid: int = 0
 
 
+def _exited_at(r: Any) -> datetime | None:
+    return _time(r.exited_at) if r.HasField("exited_at") else None
+
+
 def _process(p: Any) -> TaskProcess:
     return TaskProcess(
         container_id=p.container_id,
@@ -1360,7 +1349,7 @@ def _process(p: Any) -> TaskProcess:
         pid=p.pid,
         status=_TASK_STATUS.get(p.status, str(p.status)),
         exit_status=p.exit_status,
-        exited_at=_time(p.exited_at) if p.HasField("exited_at") else None,
+        exited_at=_exited_at(p),
     )
 
 
@@ -1466,7 +1455,7 @@ class TaskService:
             r = self._stub.Wait(req, metadata=self._c.metadata, timeout=timeout)
         except grpc.RpcError as e:
             raise translate(e, self._c.address, "Wait") from None
-        return ExitStatus(r.exit_status, _time(r.exited_at) if r.HasField("exited_at") else None)
+        return ExitStatus(r.exit_status, _exited_at(r))
 
     def kill(
         self, container_id: str, signal: int = 15, exec_id: str = "", all: bool = False
@@ -1479,14 +1468,12 @@ class TaskService:
     def delete(self, container_id: str) -> ExitStatus:
         req = tasks_pb2.DeleteRequest(container_id=container_id)
         r = self._c.call(self._stub.Delete, req, timeout=max(self._c.timeout, 60))
-        at = _time(r.exited_at) if r.HasField("exited_at") else None
-        return ExitStatus(r.exit_status, at, r.pid)
+        return ExitStatus(r.exit_status, _exited_at(r), r.pid)
 
     def delete_process(self, container_id: str, exec_id: str) -> ExitStatus:
         req = tasks_pb2.DeleteProcessRequest(container_id=container_id, exec_id=exec_id)
         r = self._c.call(self._stub.DeleteProcess, req)
-        at = _time(r.exited_at) if r.HasField("exited_at") else None
-        return ExitStatus(r.exit_status, at, r.pid)
+        return ExitStatus(r.exit_status, _exited_at(r), r.pid)
 
     def get(self, container_id: str, exec_id: str = "") -> TaskProcess:
         req = tasks_pb2.GetRequest(container_id=container_id, exec_id=exec_id)
