@@ -234,9 +234,13 @@ class Unpacker:
         try:
             # Not re-hashed here: the store checked the digest when the blob was committed,
             # and what is applied is checked against the layer's diff id as it unpacks.
-            if not self.content.exists(layer.digest):
-                raise BlobNotFoundError(f"content {layer.digest} ({layer.media_type}) not found")
-            with self.content.open(layer.digest) as blob:
+            try:
+                blob = self.content.open(layer.digest)
+            except NotFound:
+                raise BlobNotFoundError(
+                    f"content {layer.digest} ({layer.media_type}) not found"
+                ) from None
+            with blob:
                 self._apply(mounts, blob, layer, diff_id)
             try:
                 self.snapshotter.commit(chain, key)

@@ -319,3 +319,22 @@ def test_namespaces_isolate_images(images: images_pb2_grpc.ImagesStub, stack: St
     images.Delete(pb.DeleteRequest(name="example.com/same:1", sync=True), metadata=md("a"))
     assert snapshots(stack, "a") == {} and len(snapshots(stack, "b")) == 1
     assert blobs(stack, "a") == set() and len(blobs(stack, "b")) == 3
+
+
+def test_unpack_without_the_layer_blob_leaves_no_snapshot(
+    images: images_pb2_grpc.ImagesStub, stack: Stack
+) -> None:
+    from containerd_py.images.errors import BlobNotFoundError
+    from containerd_py.images.manifest import Descriptor
+    from containerd_py.unpack import Unpacker
+
+    layer = layer_tar({"etc/f": b"f\n"})
+    data, _ = oci_layout_tar("example.com/nolayer:1", [layer])
+    (img,) = import_bytes(images, data)
+    content = stack.content.with_namespace("default")
+    content.delete(_sha(layer))
+    target = Descriptor(img.target.media_type, img.target.digest, img.target.size)
+    unpacker = Unpacker(content, stack.snapshotters.view("native", "default"))
+    with pytest.raises(BlobNotFoundError, match=f"content {_sha(layer)} .* not found"):
+        unpacker.unpack(target)
+    assert snapshots(stack) == {}
