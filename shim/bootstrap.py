@@ -174,13 +174,6 @@ def address_of(path: str) -> str:
     return f"unix://{path}"
 
 
-def path_of(address: str) -> str:
-    for prefix in ("unix://", "unix:"):
-        if address.startswith(prefix):
-            return address[len(prefix) :]
-    return address
-
-
 def result_json(address: str, shim_pid: int) -> str:
     from google.protobuf import json_format
 
