@@ -264,8 +264,8 @@ class ImagesService(images_pb2_grpc.ImagesServicer):
                     leases=self._leases,
                     work_dir=self._work_dir,
                 )
-                for digest in dict.fromkeys(i.target.digest for i in named):
-                    target = next(i.target for i in named if i.target.digest == digest)
+                # Names sharing a target unpack it once.
+                for target in {i.target.digest: i.target for i in named}.values():
                     unpacker.unpack(target, platform)
             records = [self._record(ns, i.name, i.target, labels) for i in named]
         return pb.ImportResponse(images=[image_pb(r) for r in records])
