@@ -31,13 +31,7 @@ from containerd_py.content.store import ContentStore, Writer
 from containerd_py.distribution import sources
 from containerd_py.distribution.progress import BlobStatus, Progress
 from containerd_py.distribution.remote import RemoteRepository
-from containerd_py.distribution.workers import (
-    TRANSPORT_ERRORS,
-    DigestMismatch,
-    Workers,
-    check_cancel,
-    connection_lost,
-)
+from containerd_py.distribution.workers import DigestMismatch, Workers, check_cancel
 from containerd_py.images import mediatypes as mt
 from containerd_py.images.errors import InvalidManifestError, UnsupportedMediaTypeError
 from containerd_py.images.manifest import (
@@ -143,8 +137,9 @@ class Fetcher:
             self.progress.update(desc.digest, BlobStatus.TRANSFERRING)
             try:
                 data = self.repo.fetch_manifest(desc)
-            except TRANSPORT_ERRORS as e:
-                raise self._lost(desc, e) from None
+            except errdefs.Unavailable:
+                self.progress.update(desc.digest, BlobStatus.FAILED)
+                raise
             actual = digests.from_bytes(data)
             if actual != desc.digest or len(data) != desc.size:
                 writer.abort()
@@ -193,8 +188,6 @@ class Fetcher:
                     self.progress.update(desc.digest, offset=writer.offset)
                     if writer.offset > desc.size:
                         break  # the commit says what is wrong
-        except TRANSPORT_ERRORS as e:
-            raise self._lost(desc, e) from None
         except BodyCutShort:
             # What came is kept for the retry to resume from.
             self.progress.update(desc.digest, BlobStatus.FAILED)
@@ -260,10 +253,6 @@ class Fetcher:
 
     def _where(self, desc: Descriptor) -> str:
         return f"{self.repo.host}/{self.repo.name}: blob {desc.digest}"
-
-    def _lost(self, desc: Descriptor, e: BaseException) -> errdefs.Unavailable:
-        self.progress.update(desc.digest, BlobStatus.FAILED)
-        return connection_lost(self._where(desc), e)
 
 
 def _after_colon(message: str) -> str:

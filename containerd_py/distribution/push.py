@@ -29,12 +29,7 @@ from containerd_py.distribution import sources
 from containerd_py.distribution.fetch import DEFAULT_CONCURRENCY
 from containerd_py.distribution.progress import BlobStatus, Progress
 from containerd_py.distribution.remote import RemoteRepository
-from containerd_py.distribution.workers import (
-    TRANSPORT_ERRORS,
-    Workers,
-    check_cancel,
-    connection_lost,
-)
+from containerd_py.distribution.workers import Workers, check_cancel
 from containerd_py.images import mediatypes as mt
 from containerd_py.images.manifest import (
     MAX_MANIFEST_SIZE,
@@ -129,8 +124,9 @@ class Pusher:
                 digest = repo.put_manifest(
                     reference if is_root else desc.digest, data, desc.media_type
                 )
-            except TRANSPORT_ERRORS as e:
-                raise connection_lost(f"{repo.host}/{repo.name}", e) from None
+            except BaseException:
+                progress.update(desc.digest, BlobStatus.FAILED)
+                raise
             if digest and digest != desc.digest:
                 raise errdefs.Internal(
                     f"{repo.host}/{repo.name} stored manifest {desc.digest} as {digest}"
@@ -185,9 +181,6 @@ class Pusher:
             # registry's digest check after the whole upload.
             with contextlib.closing(open_blob(self.content, desc)) as stream:
                 repo.upload_blob(desc, stream, chunk_size=options.chunk_size, progress=sent)
-        except TRANSPORT_ERRORS as e:
-            progress.update(desc.digest, BlobStatus.FAILED)
-            raise connection_lost(f"{repo.host}/{repo.name}", e) from None
         except BaseException:
             progress.update(desc.digest, BlobStatus.FAILED)
             raise

@@ -8,15 +8,11 @@ sibling's "cancelled").
 from __future__ import annotations
 
 import collections
-import http.client
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from containerd_py import errdefs
-
-# What reading or writing a response raises when the registry goes away mid-transfer.
-TRANSPORT_ERRORS = (OSError, http.client.HTTPException)
 
 
 class Cancelled(errdefs.Unavailable):
@@ -30,11 +26,6 @@ class DigestMismatch(errdefs.InvalidArgument):
 def check_cancel(cancel: threading.Event) -> None:
     if cancel.is_set():
         raise Cancelled("transfer cancelled")
-
-
-def connection_lost(where: str, e: BaseException) -> errdefs.Unavailable:
-    why = str(e) or type(e).__name__
-    return errdefs.Unavailable(f"{where}: connection to the registry lost ({why})")
 
 
 class Workers:
