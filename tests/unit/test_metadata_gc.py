@@ -48,11 +48,8 @@ class Env:
 
     def has(self, d: Descriptor | str, ns: str = "default") -> bool:
         digest = d if isinstance(d, str) else d.digest
-        try:
-            self.cs.with_namespace(ns).info(digest)
-            return True
-        except Exception:
-            return False
+        # exists() answers NotFound as False and raises on anything else (a bad digest).
+        return self.cs.with_namespace(ns).exists(digest)
 
     def on_disk(self, d: Descriptor) -> bool:
         return self.cs.blobs.exists(d.digest)
