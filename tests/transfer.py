@@ -1,9 +1,10 @@
 """Helpers for the pull/push tests: daemons configured for test registries, pyctr runs,
 and what a test checks afterwards (content, leases, the registry's access log).
 
-    d = start_daemon(tmp, "a", certs_dir=reg.certs_dir)   # auth file and certs dir private
-    out = pyctr(d, "images", "pull", "--plain-http", ref)
-    assert blob_gets(reg, digest) == 1
+    with daemon_factory(tmp) as daemons:
+        d = daemons("a", certs_dir=reg.certs_dir)   # auth file and certs dir private
+        out = pyctr(d, "images", "pull", "--plain-http", ref)
+        assert blob_gets(reg, digest) == 1
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ def import_busybox(d: Daemon, tmp: Path, ns: str = "default") -> str:
     if not archive.exists():
         write_oci_archive(archive)
     pyctr(d, "images", "import", str(archive), ns=ns)
-    return d.client(ns).images().get("docker.io/library/busybox:latest").target.digest
+    with d.client(ns) as c:
+        return c.images().get("docker.io/library/busybox:latest").target.digest
 
 
 def collect(d: Daemon, ns: str = "default") -> None:
