@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from contextlib import suppress
 from typing import Annotated, Any
 
 import typer
@@ -43,6 +44,28 @@ def _pump_stdin(att: Any) -> None:
     except OSError:
         pass
     att.close_stdin()
+
+
+def _copy_output(att: Any) -> None:
+    """The process's stdout and stderr to ours, each chunk as it comes, until they end."""
+    out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
+    for stream, data in att:
+        out[stream].write(data)
+        out[stream].flush()
+
+
+def delete_task(tasks: Any, container_id: str, *, force: bool) -> None:
+    """Delete a stopped task; with `force` a running one is killed (SIGKILL) first."""
+    from containerd_py import errdefs
+
+    try:
+        tasks.delete(container_id)
+    except errdefs.FailedPrecondition:
+        if not force:
+            raise
+        tasks.kill(container_id, 9, all=True)
+        tasks.wait(container_id, timeout=30)
+        tasks.delete(container_id)
 
 
 def run(
@@ -130,10 +153,7 @@ def _attached(client: Any, container_id: str, tty: bool) -> int:
     try:
         threading.Thread(target=_pump_stdin, args=(att,), daemon=True).start()
         tasks.start(container_id)
-        out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
-        for stream, data in att:
-            out[stream].write(data)
-            out[stream].flush()
+        _copy_output(att)
         return tasks.wait(container_id).status
     finally:
         att.close()
@@ -145,13 +165,6 @@ def _cleanup(client: Any, container_id: str) -> None:
     """--rm: the task (killed first if it still runs) and the container with its snapshot."""
     from containerd_py import errdefs
 
-    tasks = client.tasks()
-    try:
-        tasks.delete(container_id)
-    except errdefs.FailedPrecondition:
-        tasks.kill(container_id, 9, all=True)
-        tasks.wait(container_id, timeout=30)
-        tasks.delete(container_id)
-    except errdefs.NotFound:
-        pass
+    with suppress(errdefs.NotFound):
+        delete_task(client.tasks(), container_id, force=True)
     client.delete_container(container_id)

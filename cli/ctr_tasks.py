@@ -14,7 +14,6 @@ pyctr tasks rm [-f] ID             # prints nothing; -f kills a running task fir
 from __future__ import annotations
 
 import signal as signals
-import sys
 from typing import Annotated
 
 import typer
@@ -137,14 +136,11 @@ def tasks_exec(
         try:
             import threading
 
-            from cli.ctr_run import _pump_stdin
+            from cli.ctr_run import _copy_output, _pump_stdin
 
             threading.Thread(target=_pump_stdin, args=(att,), daemon=True).start()
             tasks.start(container_id, exec_id)
-            out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
-            for stream, data in att:
-                out[stream].write(data)
-                out[stream].flush()
+            _copy_output(att)
             status = tasks.wait(container_id, exec_id).status
         finally:
             att.close()
@@ -161,7 +157,7 @@ def tasks_attach(
 ) -> None:
     """Attach to a running task's stdio until its output ends."""
     from cli.ctr import connect
-    from cli.ctr_run import _pump_stdin
+    from cli.ctr_run import _copy_output, _pump_stdin
     from containerd_py import errdefs
 
     with connect(ctx) as client:
@@ -178,10 +174,7 @@ def tasks_attach(
 
             if with_stdin:
                 threading.Thread(target=_pump_stdin, args=(att,), daemon=True).start()
-            out = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
-            for stream, data in att:
-                out[stream].write(data)
-                out[stream].flush()
+            _copy_output(att)
         finally:
             att.close()
         status = tasks.wait(container_id).status
@@ -253,18 +246,10 @@ def tasks_rm(
 ) -> None:
     """Delete a stopped task (alias: delete)."""
     from cli.ctr import connect
-    from containerd_py import errdefs
+    from cli.ctr_run import delete_task
 
     with connect(ctx) as client:
-        tasks = client.tasks()
-        try:
-            tasks.delete(container_id)
-        except errdefs.FailedPrecondition:
-            if not force:
-                raise
-            tasks.kill(container_id, 9, all=True)
-            tasks.wait(container_id, timeout=30)
-            tasks.delete(container_id)
+        delete_task(client.tasks(), container_id, force=force)
 
 
 tasks_app.command("delete", hidden=True)(tasks_rm)

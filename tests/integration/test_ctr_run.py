@@ -147,3 +147,13 @@ def test_containers_create_then_tasks_start_and_attach(daemon: Daemon) -> None:
     assert (r.stdout, r.returncode) == ("got hello\n", 0), r.stderr
     ok(daemon, "tasks", "rm", "a2")
     ok(daemon, "containers", "rm", "a2")
+
+
+def test_tasks_rm_force_kills_a_running_task(daemon: Daemon) -> None:
+    ok(daemon, "run", "-d", IMAGE, "k1", "sh", "-c", "trap '' TERM; while :; do sleep 0.1; done")
+    r = pyctr(daemon, "tasks", "rm", "k1")
+    assert r.returncode == 1 and r.stderr.startswith("pyctr: "), r.stderr
+    assert ok(daemon, "tasks", "rm", "-f", "k1") == ""
+    assert ok(daemon, "tasks", "ls", "-q") == ""
+    ok(daemon, "containers", "rm", "k1")
+    assert _bundles(daemon.state) == []
