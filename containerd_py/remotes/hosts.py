@@ -55,14 +55,6 @@ class HostConfig:
     fallback: Fallback = Fallback.NEVER
     insecure: bool = False
 
-    @property
-    def hostname(self) -> str:
-        return split_host(self.host)[0]
-
-    @property
-    def port(self) -> int | None:
-        return split_host(self.host)[1]
-
     def base_url(self, scheme: Scheme | None = None) -> str:
         return f"{(scheme or self.scheme).value}://{self.host}"
 
