@@ -21,7 +21,7 @@ from pathlib import Path
 from containerd_py.content.store import ContentStore
 from containerd_py.gc_service import GCScheduler
 from containerd_py.metadata.db import MetadataDB
-from containerd_py.metadata.gc import GCReport, collect
+from containerd_py.metadata.gc import collect
 from containerd_py.services.snapshots import Snapshotters, open_snapshotters
 
 log = logging.getLogger(__name__)
@@ -38,14 +38,6 @@ class Storage:
     gc: GCScheduler
     work_dir: Path
 
-    def collect(self) -> GCReport:
-        return collect(
-            self.db,
-            self.content.blobs,
-            self.snapshotters.backends,
-            ingest_max_age=INGEST_MAX_AGE,
-        )
-
     def close(self) -> None:
         self.gc.close()
         self.snapshotters.close()
@@ -58,10 +50,10 @@ def open_storage(root: Path, db: MetadataDB) -> Storage:
     work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     content = ContentStore(root, db)
     snapshotters = open_snapshotters(root, db)
-    holder: list[Storage] = []
-    gc = GCScheduler(lambda: holder[0].collect())
+    gc = GCScheduler(
+        lambda: collect(db, content.blobs, snapshotters.backends, ingest_max_age=INGEST_MAX_AGE)
+    )
     storage = Storage(db, content, snapshotters, gc, work_dir)
-    holder.append(storage)
     gc.schedule()
     log.info(
         "storage: content under %s, snapshotters %s (default %s)",
