@@ -81,10 +81,6 @@ class Globals:
     timeout: float
 
 
-class CommandFailed(Exception):
-    """Already reported on stderr; exit with status 1."""
-
-
 @app.callback()
 def main_options(
     ctx: typer.Context,
@@ -213,7 +209,7 @@ def namespaces_rm(
                 continue
             print(name, flush=True)
     if failed:
-        raise CommandFailed
+        raise typer.Exit(1)
 
 
 namespaces_app.command("remove", hidden=True)(namespaces_rm)
@@ -296,8 +292,6 @@ def main(argv: list[str] | None = None) -> int:
         status = e.exit_code  # type: ignore[attr-defined]
     except typer.Abort:
         status = 130
-    except CommandFailed:
-        status = 1
     except errdefs.PyContainerdError as e:
         warn(str(e) or type(e).__name__)
         status = 1
@@ -331,7 +325,7 @@ def exit_now(status: int) -> NoReturn:
 
 if __name__ == "__main__":
     # Under `python -m cli.ctr` this file runs as __main__ while the sub-apps import
-    # cli.ctr: run that module's main, so that there is one app and one CommandFailed.
+    # cli.ctr: run that module's main, so that there is one app.
     from cli.ctr import main as ctr_main
 
     ctr_main()

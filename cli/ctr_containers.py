@@ -148,8 +148,6 @@ def containers_rm(
                 warn(f"failed to delete container {cid!r}: {e}")
                 failed = True
     if failed:
-        # Exit, not ctr.CommandFailed: under `python -m cli.ctr` that module is loaded
-        # twice (as __main__ too), and only typer's own exception is caught for sure.
         raise typer.Exit(1)
 
 

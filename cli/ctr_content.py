@@ -121,8 +121,6 @@ def content_rm(
                 warn(f"unable to delete {digest}: {e}")
                 failed = True
     if failed:
-        # Exit, not ctr.CommandFailed: under `python -m cli.ctr` that module is loaded
-        # twice (as __main__ too), and only typer's own exception is caught for sure.
         raise typer.Exit(1)
 
 

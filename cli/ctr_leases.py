@@ -120,8 +120,6 @@ def leases_rm(
                 continue
             print(lease_id, flush=True)
     if failed:
-        # Exit, not ctr.CommandFailed: under `python -m cli.ctr` that module is loaded
-        # twice (as __main__ too), and only typer's own exception is caught for sure.
         raise typer.Exit(1)
 
 

@@ -111,8 +111,6 @@ def snapshots_rm(
                 warn(f"failed to remove {key!r}: {e}")
                 failed = True
     if failed:
-        # Exit, not ctr.CommandFailed: under `python -m cli.ctr` that module is loaded
-        # twice (as __main__ too), and only typer's own exception is caught for sure.
         raise typer.Exit(1)
 
 
