@@ -195,8 +195,6 @@ def images_rm(
                 continue
             print(name, flush=True)
     if failed:
-        # Exit, not ctr.CommandFailed: under `python -m cli.ctr` that module is loaded
-        # twice (as __main__ too), and only typer's own exception is caught for sure.
         raise typer.Exit(1)
 
 
