@@ -110,8 +110,8 @@ class TaskManager:
 
     def sweep_logs(self, namespace: str, has_container: Callable[[str, str], bool]) -> None:
         """Remove the logs of containers that are gone. A container's log outlives its
-        tasks (Tasks.Logs) and goes with the record; the Containers service knows nothing
-        of logs, so we sweep at start and at each Create instead of hooking its Delete."""
+        tasks (Tasks.Logs) and goes with the record: the Containers service removes it on
+        Delete; this sweep at start catches a daemon that died between the two."""
         try:
             names = os.listdir(self.logs / namespace)
         except FileNotFoundError:

@@ -94,11 +94,14 @@ class ContainersService(containers_pb2_grpc.ContainersServicer):
         publisher: Publisher,
         gc: GCScheduler | None = None,
         has_task: HasTask | None = None,
+        on_deleted: Callable[[str, str], None] | None = None,
     ) -> None:
         self._store = store
         self._publisher = publisher
         self._gc = gc
         self._has_task = has_task
+        # What else goes with a container's record (its log files, kept by the tasks).
+        self._on_deleted = on_deleted
 
     def Get(self, request: pb.GetRequest, context: grpc.ServicerContext) -> pb.GetResponse:
         if not request.id:
@@ -173,6 +176,8 @@ class ContainersService(containers_pb2_grpc.ContainersServicer):
         if self._has_task is not None and self._has_task(ns, request.id):
             raise FailedPrecondition(f"container {request.id!r} has a task: delete it first")
         self._store.delete(ns, request.id)
+        if self._on_deleted is not None:
+            self._on_deleted(ns, request.id)
         self._publisher.publish(ns, topics.CONTAINER_DELETE, events.ContainerDelete(id=request.id))
         if self._gc is not None:
             self._gc.schedule()
@@ -188,6 +193,12 @@ def register(server: grpc.Server, deps: Deps) -> list[PluginInfo]:
     def has_task(namespace: str, container_id: str) -> bool:
         return deps.tasks is not None and deps.tasks.has_task(namespace, container_id)
 
-    service = ContainersService(ContainerStore(storage.db), deps.exchange, storage.gc, has_task)
+    def remove_logs(namespace: str, container_id: str) -> None:
+        if deps.tasks is not None:
+            deps.tasks.remove_logs(namespace, container_id)
+
+    service = ContainersService(
+        ContainerStore(storage.db), deps.exchange, storage.gc, has_task, remove_logs
+    )
     containers_pb2_grpc.add_ContainersServicer_to_server(service, server)
     return [PluginInfo(GRPC_PLUGIN, "containers", requires=(METADATA_PLUGIN, EVENT_PLUGIN))]

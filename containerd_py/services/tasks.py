@@ -188,8 +188,6 @@ class TasksService(tasks_pb2_grpc.TasksServicer):
         if request.HasField("checkpoint") and request.checkpoint.digest:
             raise InvalidArgument("restoring from a checkpoint is not supported")
         task = self._tasks.create(ns, container.id, spec, req)
-        if self._tasks.has_container is not None:
-            self._tasks.sweep_logs(ns, self._tasks.has_container)
         return pb.CreateResponse(container_id=container.id, pid=task.pid)
 
     def Start(self, request: pb.StartRequest, context: grpc.ServicerContext) -> pb.StartResponse:

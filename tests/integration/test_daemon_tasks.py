@@ -269,13 +269,15 @@ def test_logs_from_the_shims_log_file(client: Client, daemon: Daemon) -> None:
     client.delete_container("l1")
     with pytest.raises(errdefs.NotFound):
         list(tasks.logs("l1"))
-    # The file goes with the record: swept at the next task create (and daemon start).
+    # The file goes with the record, and another container's log stays.
+    assert not log_file.exists()
     client.new_container("l3", IMAGE, args=["true"])
     tasks.create("l3")
-    assert not log_file.exists()
     assert (log_file.parent / "l3.log").exists()
     tasks.delete("l3")
+    assert (log_file.parent / "l3.log").exists()
     client.delete_container("l3")
+    assert not (log_file.parent / "l3.log").exists()
 
 
 def test_logs_follow_ends_with_the_task(client: Client) -> None:
