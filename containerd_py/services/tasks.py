@@ -104,7 +104,7 @@ def runtime_options(
         opts.ParseFromString(packed.value)
     if not opts.binary_name:
         name = container.runtime.name
-        table = {n: n for n in KNOWN_RUNTIMES} if binaries is None else binaries
+        table = runtime_binaries({}) if binaries is None else binaries
         if name in table:
             opts.binary_name = table[name]
         elif name.startswith("/"):
