@@ -25,7 +25,7 @@ from containerd_py import errdefs
 from containerd_py.client import Client
 from tests.daemon import Daemon
 from tests.integration.test_daemon_tasks import IMAGE, _bundles, import_busybox, task_daemon
-from tests.runtimes import CGROUP_ROOT
+from tests.integration.test_shim_server import cgroup_dirs, mounts_under
 from tests.task_runtime import runtimes_under_test
 
 pytestmark = [
@@ -61,17 +61,6 @@ def numbers(client: Client, cid: str) -> list[int]:
 
 def bundle_of(d: Daemon, cid: str) -> Path:
     return d.state / "tasks" / "default" / cid
-
-
-def cgroup_dirs(bundle: Path) -> list[Path]:
-    rel = json.loads((bundle / "config.json").read_text())["linux"]["cgroupsPath"].strip("/")
-    return [h / rel for h in CGROUP_ROOT.iterdir() if (h / rel).is_dir()]
-
-
-def mounts_under(path: Path) -> list[str]:
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    return [p for p in points if p.startswith(str(path))]
 
 
 @pytest.fixture(params=runtimes_under_test())
